@@ -1,0 +1,1 @@
+"""Export of trained LARA policies to ONNX and TensorRT, with parity checks."""

@@ -1,0 +1,1 @@
+"""Serving: inference engines behind one interface, the ZMQ protocol, server, client, dashboard."""

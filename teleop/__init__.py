@@ -1,0 +1,1 @@
+"""Teleoperation: Vision Pro tracking, retargeting, and the LeRobot v3 recorder."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates (or updates) ./.venv with everything lara-g1 needs on a fresh machine.
+# The pinned CPU torch goes in first: a bare `torch` requirement can pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -c "import torch" 2>/dev/null || python -m pip install --quiet "torch==${LARA_TORCH_VERSION:-2.13.0}"
+python -m pip install --quiet -e ".[dev]"
+
+# System packages: MuJoCo's offscreen renderer (EGL + Mesa) and headless Chromium for the
+# dashboard tests. Installed only where missing and only when we may (root with apt).
+need=()
+ldconfig -p 2>/dev/null | grep -q "libEGL.so.1" || need+=(libegl1)
+ldconfig -p 2>/dev/null | grep -q "libEGL_mesa" || need+=(libegl-mesa0 libgl1-mesa-dri)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: missing system packages (${need[*]}); install them with your package manager" >&2
+  fi
+fi

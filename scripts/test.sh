@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: installs what it needs, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+exec python -m pytest -q "$@"

@@ -1,0 +1,369 @@
+"""G1 arm and head-mount kinematics, loaded from ``configs/kinematics/*.yaml``.
+
+The YAML files are the single source of the arm geometry (joint origins, axes, hand mount, taken
+from Unitree's g1_29dof URDF) and of the head camera mount; joint limits come from the embodiment
+(``configs/embodiment/g1.yaml``). Teleop's inverse kinematics and the simulated G1's MuJoCo model
+both read the chains from here.
+
+Conventions: URDF. A joint's origin ``xyz``/``rpy`` places the joint frame in its parent link's
+frame (``R = Rz(yaw) Ry(pitch) Rx(roll)``); the joint rotates its child about ``axis`` given in the
+joint frame. Poses are 4x4 homogeneous float64 matrices in the chain's base frame (``torso_link``:
+x forward, y left, z up). The Jacobian is the geometric one at the end effector: rows 0:3 linear
+velocity, rows 3:6 angular velocity, both in the base frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from configs import config_path
+from lara.embodiment import Embodiment, load_embodiment
+
+
+class KinematicsError(ValueError):
+    """A kinematics file that does not describe a valid chain."""
+
+
+# ----------------------------------------------------------------------------- small SE(3) helpers
+def rpy_matrix(rpy) -> np.ndarray:
+    """URDF roll-pitch-yaw to a rotation matrix: Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
+    r, p, y = (float(v) for v in rpy)
+    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
+    return np.array([
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ])
+
+
+def make_transform(xyz=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = rpy_matrix(rpy)
+    T[:3, 3] = np.asarray(xyz, dtype=float)
+    return T
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    x, y, z = v
+    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+
+
+def axis_angle_matrix(axis, angle: float) -> np.ndarray:
+    """Rotation by ``angle`` about the unit ``axis`` (Rodrigues)."""
+    K = _skew(np.asarray(axis, dtype=float))
+    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * (K @ K)
+
+
+def rotation_log(R: np.ndarray) -> np.ndarray:
+    """The rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix."""
+    cos_angle = np.clip((np.trace(R) - 1.0) * 0.5, -1.0, 1.0)
+    angle = float(np.arccos(cos_angle))
+    vee = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    if angle < 1e-6:
+        return 0.5 * vee
+    if angle < np.pi - 1e-4:
+        return vee * (angle / (2.0 * np.sin(angle)))
+    # Near pi the antisymmetric part vanishes: take the axis from the symmetric part.
+    B = (R + np.eye(3)) * 0.5
+    i = int(np.argmax(np.diag(B)))
+    axis = B[:, i] / np.sqrt(max(B[i, i], 1e-12))
+    if vee @ axis < 0:
+        axis = -axis
+    return axis / np.linalg.norm(axis) * angle
+
+
+def rotation_angle(R: np.ndarray) -> float:
+    """The angle (rad) of a rotation matrix."""
+    return float(np.arccos(np.clip((np.trace(R) - 1.0) * 0.5, -1.0, 1.0)))
+
+
+# ----------------------------------------------------------------------------- chains
+@dataclass(frozen=True)
+class Joint:
+    name: str              # the embodiment joint name (e.g. left_shoulder_pitch)
+    urdf_name: str         # the joint's name in Unitree's URDF/MJCF (e.g. left_shoulder_pitch_joint)
+    parent: str            # parent link name
+    origin: np.ndarray     # 4x4, joint frame in the parent link frame
+    axis: np.ndarray       # unit 3-vector in the joint frame
+    xyz: tuple             # the origin as written in the file (for model generators)
+    rpy: tuple
+
+
+class ArmChain:
+    """A serial chain of revolute joints from the base frame to an end-effector frame."""
+
+    def __init__(self, side: str, joints: list[Joint], ee: np.ndarray, ee_name: str,
+                 lower: np.ndarray, upper: np.ndarray, base_frame: str,
+                 ee_xyz: tuple = (0.0, 0.0, 0.0), ee_rpy: tuple = (0.0, 0.0, 0.0)):
+        self.side = side
+        self.joints = tuple(joints)
+        self.ee = np.asarray(ee, dtype=float)
+        self.ee_name = ee_name
+        self.ee_xyz, self.ee_rpy = tuple(ee_xyz), tuple(ee_rpy)
+        self.base_frame = base_frame
+        self.lower = np.asarray(lower, dtype=float)
+        self.upper = np.asarray(upper, dtype=float)
+        n = len(self.joints)
+        # Per joint, origin @ R(axis, q) = A + sin(q) B + (1 - cos(q)) C, precomputed so that one
+        # forward pass is a few vectorised ops plus n 4x4 products.
+        self._A = np.stack([j.origin for j in self.joints])
+        self._B = np.zeros((n, 4, 4))
+        self._C = np.zeros((n, 4, 4))
+        for i, j in enumerate(self.joints):
+            K = _skew(j.axis)
+            self._B[i, :3, :3] = j.origin[:3, :3] @ K
+            self._C[i, :3, :3] = j.origin[:3, :3] @ (K @ K)
+        self._axes = np.stack([j.axis for j in self.joints])
+
+    @property
+    def dof(self) -> int:
+        return len(self.joints)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    def _check(self, q) -> np.ndarray:
+        q = np.asarray(q, dtype=float)
+        if q.shape != (self.dof,):
+            raise ValueError(f"{self.side} arm: expected {self.dof} joint angles, got shape {q.shape}")
+        return q
+
+    def joint_frames(self, q) -> np.ndarray:
+        """Frames of the joints' child links, [dof, 4, 4], in the base frame."""
+        q = self._check(q)
+        local = self._A + np.sin(q)[:, None, None] * self._B + (1.0 - np.cos(q))[:, None, None] * self._C
+        frames = np.empty_like(local)
+        T = np.eye(4)
+        for i in range(self.dof):
+            T = T @ local[i]
+            frames[i] = T
+        return frames
+
+    def fk(self, q) -> np.ndarray:
+        """End-effector pose (4x4) in the base frame."""
+        return self.joint_frames(q)[-1] @ self.ee
+
+    def fk_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector pose and the 6 x dof geometric Jacobian, from one forward pass."""
+        frames = self.joint_frames(q)
+        T = frames[-1] @ self.ee
+        axes = np.einsum("nij,nj->ni", frames[:, :3, :3], self._axes)
+        J = np.empty((6, self.dof))
+        J[:3] = np.cross(axes, T[:3, 3] - frames[:, :3, 3]).T
+        J[3:] = axes.T
+        return T, J
+
+    def jacobian(self, q) -> np.ndarray:
+        return self.fk_and_jacobian(q)[1]
+
+    def clip(self, q) -> np.ndarray:
+        return np.clip(np.asarray(q, dtype=float), self.lower, self.upper)
+
+    def within_limits(self, q, tol: float = 1e-9) -> bool:
+        q = np.asarray(q, dtype=float)
+        return bool(np.all(q >= self.lower - tol) and np.all(q <= self.upper + tol))
+
+
+@dataclass(frozen=True)
+class HeadMount:
+    """The 2-DoF pan/tilt head mount and the camera on it (frames in the torso frame)."""
+
+    yaw: Joint
+    pitch: Joint
+    camera: np.ndarray        # 4x4, camera (link convention: x = viewing direction) on the pitch link
+    camera_name: str
+    camera_xyz: tuple
+    camera_rpy: tuple
+    lower: np.ndarray         # [yaw, pitch] limits from the embodiment
+    upper: np.ndarray
+
+    def camera_pose(self, yaw: float, pitch: float) -> np.ndarray:
+        """Camera pose in the torso frame, link convention (x forward along the optical axis, z up)."""
+        T = self.yaw.origin @ _rot4(self.yaw.axis, yaw)
+        T = T @ self.pitch.origin @ _rot4(self.pitch.axis, pitch)
+        return T @ self.camera
+
+
+# Link convention (x = optical axis, y left, z up) to the OpenCV camera convention (z = optical
+# axis, x right, y down) and to MuJoCo's camera convention (looks along -z, y up, x right):
+# pose_cv = pose_link @ LINK_TO_OPENCV, pose_mujoco = pose_link @ LINK_TO_MUJOCO.
+LINK_TO_OPENCV = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0],
+                           [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+LINK_TO_MUJOCO = np.array([[0.0, 0.0, -1.0, 0.0], [-1.0, 0.0, 0.0, 0.0],
+                           [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def _rot4(axis, angle) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = axis_angle_matrix(axis, angle)
+    return T
+
+
+# ----------------------------------------------------------------------------- loading
+def _vec(raw, key: str, n: int, where: str) -> tuple:
+    v = raw.get(key)
+    if not isinstance(v, (list, tuple)) or len(v) != n:
+        raise KinematicsError(f"{where}: {key!r} must be a list of {n} numbers, got {v!r}")
+    try:
+        out = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        raise KinematicsError(f"{where}: {key!r} must hold numbers, got {v!r}") from None
+    if not all(np.isfinite(out)):
+        raise KinematicsError(f"{where}: {key!r} has non-finite values {v!r}")
+    return out
+
+
+def _parse_joint(raw, where: str) -> Joint:
+    if not isinstance(raw, dict) or "joint" not in raw:
+        raise KinematicsError(f"{where}: each joint needs a mapping with 'joint', got {raw!r}")
+    xyz, rpy = _vec(raw, "xyz", 3, where), _vec(raw, "rpy", 3, where)
+    axis = np.asarray(_vec(raw, "axis", 3, where))
+    norm = float(np.linalg.norm(axis))
+    if norm < 1e-9:
+        raise KinematicsError(f"{where}: joint {raw['joint']!r} has a zero axis")
+    return Joint(name=str(raw["joint"]), urdf_name=str(raw.get("urdf", raw["joint"])),
+                 parent=str(raw.get("parent", "")), origin=make_transform(xyz, rpy),
+                 axis=axis / norm, xyz=xyz, rpy=rpy)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise KinematicsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise KinematicsError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def parse_arm_chains(raw: dict, embodiment: Embodiment, source: str = "<dict>") -> dict[str, ArmChain]:
+    """Validate a parsed arms file against the embodiment; returns {"left": ..., "right": ...}."""
+    arms = raw.get("arms")
+    if not isinstance(arms, dict) or set(arms) != {"left", "right"}:
+        raise KinematicsError(f"{source}: 'arms' must map exactly 'left' and 'right'")
+    base = str(raw.get("base_frame", "torso_link"))
+    chains = {}
+    for side, arm in arms.items():
+        where = f"{source}: arms.{side}"
+        if not isinstance(arm, dict) or "group" not in arm or "joints" not in arm or "ee" not in arm:
+            raise KinematicsError(f"{where} needs 'group', 'joints' and 'ee'")
+        try:
+            group = embodiment.group(arm["group"])
+        except KeyError as exc:
+            raise KinematicsError(f"{where}: {exc.args[0]}") from None
+        if not isinstance(arm["joints"], list):
+            raise KinematicsError(f"{where}: 'joints' must be a list")
+        joints = [_parse_joint(j, f"{where}.joints[{i}]") for i, j in enumerate(arm["joints"])]
+        expected = list(embodiment.joint_names[group.slice])
+        got = [j.name for j in joints]
+        if got != expected:
+            raise KinematicsError(f"{where}: joints {got} must be the embodiment's "
+                                  f"{group.name} joints in order: {expected}")
+        ee_raw = arm["ee"]
+        if not isinstance(ee_raw, dict):
+            raise KinematicsError(f"{where}: 'ee' must be a mapping with xyz and rpy")
+        ee_xyz, ee_rpy = _vec(ee_raw, "xyz", 3, f"{where}.ee"), _vec(ee_raw, "rpy", 3, f"{where}.ee")
+        chains[side] = ArmChain(
+            side=side, joints=joints, ee=make_transform(ee_xyz, ee_rpy),
+            ee_name=str(ee_raw.get("name", f"{side}_ee")),
+            lower=embodiment.lower[group.slice].astype(float),
+            upper=embodiment.upper[group.slice].astype(float),
+            base_frame=base, ee_xyz=ee_xyz, ee_rpy=ee_rpy)
+    return chains
+
+
+def load_arm_chains(path: str | Path | None = None, embodiment: str = "g1") -> dict[str, ArmChain]:
+    """The G1 arm chains, ``{"left": ArmChain, "right": ArmChain}``, from ``configs/kinematics``."""
+    if path is None:
+        return dict(_bundled_arm_chains(embodiment))
+    return parse_arm_chains(_read_yaml(Path(path)), load_embodiment(embodiment), source=str(path))
+
+
+@lru_cache(maxsize=None)
+def _bundled_arm_chains(embodiment: str) -> tuple:
+    path = config_path("kinematics/g1_arms.yaml")
+    chains = parse_arm_chains(_read_yaml(path), load_embodiment(embodiment), source=str(path))
+    return tuple(chains.items())
+
+
+def torso_in_pelvis(path: str | Path | None = None) -> np.ndarray:
+    """The torso_link pose in the pelvis frame at zero waist angles (for whole-body models)."""
+    p = Path(path) if path is not None else config_path("kinematics/g1_arms.yaml")
+    raw = _read_yaml(p)
+    tp = raw.get("torso_in_pelvis")
+    if not isinstance(tp, dict):
+        raise KinematicsError(f"{p}: missing 'torso_in_pelvis' with xyz and rpy")
+    return make_transform(_vec(tp, "xyz", 3, str(p)), _vec(tp, "rpy", 3, str(p)))
+
+
+def load_head_mount(path: str | Path | None = None, embodiment: str = "g1") -> HeadMount:
+    """The head pan/tilt mount and camera from ``configs/kinematics/g1_head.yaml``."""
+    p = Path(path) if path is not None else config_path("kinematics/g1_head.yaml")
+    raw = _read_yaml(p)
+    emb = load_embodiment(embodiment)
+    joints = raw.get("joints")
+    if not isinstance(joints, list) or len(joints) != 2:
+        raise KinematicsError(f"{p}: 'joints' must list the 2 head joints (yaw, pitch)")
+    yaw, pitch = (_parse_joint(j, f"{p}: joints[{i}]") for i, j in enumerate(joints))
+    group = emb.group("head")
+    expected = list(emb.joint_names[group.slice])
+    if [yaw.name, pitch.name] != expected:
+        raise KinematicsError(f"{p}: head joints must be {expected}, got {[yaw.name, pitch.name]}")
+    cam = raw.get("camera")
+    if not isinstance(cam, dict):
+        raise KinematicsError(f"{p}: missing 'camera' with xyz and rpy")
+    cxyz, crpy = _vec(cam, "xyz", 3, f"{p}: camera"), _vec(cam, "rpy", 3, f"{p}: camera")
+    return HeadMount(yaw=yaw, pitch=pitch, camera=make_transform(cxyz, crpy),
+                     camera_name=str(cam.get("name", "head")), camera_xyz=cxyz, camera_rpy=crpy,
+                     lower=emb.lower[group.slice].astype(float),
+                     upper=emb.upper[group.slice].astype(float))
+
+
+@dataclass(frozen=True)
+class InspireActuator:
+    joint: str      # pinky, ring, middle, index, thumb_bend, thumb_rotation
+    open: float     # joint angle (rad) at normalised value 1
+    closed: float   # joint angle (rad) at normalised value 0
+
+    def normalise(self, angle):
+        """Joint angle (rad) -> 0..1 (1 = open), clipped."""
+        return np.clip((self.closed - np.asarray(angle, dtype=float)) / (self.closed - self.open), 0.0, 1.0)
+
+    def angle(self, value):
+        """0..1 (1 = open) -> joint angle (rad)."""
+        return self.closed - np.clip(np.asarray(value, dtype=float), 0.0, 1.0) * (self.closed - self.open)
+
+
+@dataclass(frozen=True)
+class InspireHand:
+    actuators: tuple[InspireActuator, ...]   # in the embodiment's hand order
+    geometry: dict                           # palm / fingers / thumb: the sim's simplified model
+
+
+def load_inspire_hand(path: str | Path | None = None, embodiment: str = "g1") -> InspireHand:
+    """Inspire actuator ranges (and the sim's simplified finger geometry), in embodiment order."""
+    p = Path(path) if path is not None else config_path("kinematics/inspire_hand.yaml")
+    raw = _read_yaml(p)
+    emb = load_embodiment(embodiment)
+    group = emb.group("left_hand")
+    expected = [n[len("left_hand_"):] for n in emb.joint_names[group.slice]]
+    acts_raw = raw.get("actuators")
+    if not isinstance(acts_raw, list):
+        raise KinematicsError(f"{p}: 'actuators' must be a list")
+    acts = []
+    for i, a in enumerate(acts_raw):
+        if not isinstance(a, dict) or not {"joint", "open", "closed"} <= set(a):
+            raise KinematicsError(f"{p}: actuators[{i}] needs joint, open and closed")
+        act = InspireActuator(str(a["joint"]), float(a["open"]), float(a["closed"]))
+        if act.open == act.closed:
+            raise KinematicsError(f"{p}: actuator {act.joint!r} has open == closed")
+        acts.append(act)
+    if [a.joint for a in acts] != expected:
+        raise KinematicsError(f"{p}: actuators must be {expected} in order, got {[a.joint for a in acts]}")
+    geometry = {k: raw[k] for k in ("palm", "fingers", "thumb") if k in raw}
+    return InspireHand(actuators=tuple(acts), geometry=geometry)

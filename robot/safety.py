@@ -1,0 +1,425 @@
+"""The safety filter: the one gate between any command source and the motors (DESIGN.md §7).
+
+Every command the policy (``lara-robot``) or teleop (``lara-teleop``) wants to send goes through
+:meth:`SafetyFilter.step`, which sends what is safe to the :class:`robot.interface.Robot` and
+returns it. In this order it:
+
+1. rejects a command with any non-finite value (the whole command; the last safe target holds),
+2. clamps the command to the embodiment's joint limits,
+3. ramps in from the measured pose: the first command *is* the measured pose, the target is
+   reached after ``ramp_in_s``, and the arm_sdk blend weight rises 0 → 1 over the same time,
+4. clamps the change per command step (per joint group; Unitree's teleop allows the arms
+   0.08 rad per 4 ms, i.e. 20 rad/s, scaled here by the command period),
+5. runs a watchdog: a stale command or stale robot state holds the last command, and if that
+   lasts ``hold_s`` the blend weight fades to 0 within ``fade_s`` (<= 3 s). Gains are never
+   zeroed: at blend 0 the G1's own controller owns the arms again,
+6. an e-stop (keyboard, dashboard, SIGINT, :meth:`SafetyFilter.estop`) starts the same fade-out,
+   latched; and leaving the filter (``with`` block, :meth:`close`) always fades out.
+
+The ramp comes before the step clamp so that the clamp bounds what actually reaches the motors.
+Each intervention is counted by kind (:attr:`SafetyFilter.interventions`) and logged.
+"""
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from lara.embodiment import Embodiment
+from robot.interface import Robot
+
+log = logging.getLogger(__name__)
+
+# Interventions that happen continuously while a condition lasts: logged once per streak.
+_CONTINUOUS = ("joint_limit", "step_clamp")
+
+
+class SafetyError(ValueError):
+    """A safety setting or a start condition that is not acceptable."""
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Safety settings (``safety:`` in ``configs/control/*.yaml``). Times in seconds."""
+
+    command_hz: float = 100.0
+    # Per joint group, the largest change per second; one command step may move
+    # max_velocity / command_hz. Units of the group (rad/s, open-fraction/s).
+    max_velocity: Mapping[str, float] = field(default_factory=dict)
+    ramp_in_s: float = 2.0
+    command_timeout_s: float = 0.2
+    state_timeout_s: float = 0.15
+    hold_s: float = 0.25
+    fade_s: float = 2.0
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<safety>") -> "SafetyConfig":
+        if not isinstance(raw, Mapping):
+            raise SafetyError(f"{source}: expected a mapping, got {type(raw).__name__}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SafetyError(f"{source}: unknown safety keys {unknown}; known: {sorted(known)}")
+        values = dict(raw)
+        if "max_velocity" in values:
+            mv = values["max_velocity"]
+            if not isinstance(mv, Mapping) or not mv:
+                raise SafetyError(f"{source}: max_velocity must map joint groups to rates")
+            values["max_velocity"] = {str(k): float(v) for k, v in mv.items()}
+        for key in known - {"max_velocity"}:
+            if key in values:
+                try:
+                    values[key] = float(values[key])
+                except (TypeError, ValueError):
+                    raise SafetyError(f"{source}: {key} must be a number, got {values[key]!r}") from None
+        cfg = cls(**values)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "<safety>") -> None:
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise SafetyError(f"{source}: {msg}")
+
+        check(self.command_hz >= 100.0, f"command_hz must be >= 100 (DESIGN.md §7), got {self.command_hz}")
+        check(1.0 <= self.ramp_in_s <= 3.0, f"ramp_in_s must be within 1..3 s, got {self.ramp_in_s}")
+        check(0.0 < self.command_timeout_s <= 0.2,
+              f"command_timeout_s must be within (0, 0.2] s, got {self.command_timeout_s}")
+        check(0.0 < self.state_timeout_s <= 0.2,
+              f"state_timeout_s must be within (0, 0.2] s, got {self.state_timeout_s}")
+        check(0.0 < self.fade_s <= 3.0, f"fade_s must be within (0, 3] s, got {self.fade_s}")
+        check(0.0 <= self.hold_s and self.hold_s + self.fade_s + max(self.command_timeout_s,
+              self.state_timeout_s) <= 3.0,
+              "hold_s + fade_s + the watchdog timeout must fit in 3 s (fade out within 3 s)")
+        for group, rate in self.max_velocity.items():
+            check(math.isfinite(rate) and rate > 0, f"max_velocity[{group}] must be > 0, got {rate}")
+
+    def max_step(self, embodiment: Embodiment) -> np.ndarray:
+        """Largest change per command step for every joint, from the per-group rates."""
+        names = {g.name for g in embodiment.groups}
+        missing = sorted(names - set(self.max_velocity))
+        extra = sorted(set(self.max_velocity) - names)
+        if missing or extra:
+            raise SafetyError(f"max_velocity must name exactly the joint groups of embodiment "
+                              f"{embodiment.name!r}: missing {missing}, unknown {extra}")
+        step = np.zeros(embodiment.dim, dtype=np.float64)
+        for g in embodiment.groups:
+            step[g.slice] = self.max_velocity[g.name] / self.command_hz
+        return step
+
+
+class Phase(str, enum.Enum):
+    IDLE = "idle"          # not started: nothing is sent
+    RAMP = "ramp"          # ramping in from the measured pose
+    RUN = "run"            # following commands
+    HOLD = "hold"          # watchdog: holding the last command
+    FADE = "fade"          # blend weight going to 0 (latched)
+    STOPPED = "stopped"    # faded out: nothing more is sent
+
+
+@dataclass(frozen=True)
+class Intervention:
+    t: float
+    kind: str
+    detail: str
+
+
+class EStop:
+    """A latched e-stop that several sources share (keyboard, dashboard, signal handlers).
+
+    Setting it is safe from any thread and from a signal handler; every filter built with it
+    fades out at its next step.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def trigger(self, reason: str = "estop") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def triggered(self) -> bool:
+        return self._event.is_set()
+
+
+class SafetyFilter:
+    """Filter commands and send them to ``robot`` (see the module docstring for the rules).
+
+    ``SafetyFilter(embodiment, config, robot)``, then :meth:`start` with the measured pose and
+    :meth:`step` at the command rate. ``step(None, now)`` means "no new command" (the last one
+    stays, and ages). Use it as a context manager, or call :meth:`close`, so that every exit
+    path fades out.
+    """
+
+    def __init__(self, embodiment: Embodiment, config: SafetyConfig, robot: Robot, *,
+                 estop: EStop | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        config.validate()
+        self.embodiment = embodiment
+        self.config = config
+        self.robot = robot
+        self.estop_latch = estop if estop is not None else EStop()
+        self._clock = clock
+        self._sleep = sleep
+        self._max_step = config.max_step(embodiment)
+        self._period = 1.0 / config.command_hz
+        self._lock = threading.RLock()
+        self._phase = Phase.IDLE
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._events: collections.deque[Intervention] = collections.deque(maxlen=200)
+        self._streak: set[str] = set()
+        self._q0: np.ndarray | None = None          # measured pose at start
+        self._target: np.ndarray | None = None      # latest safe (finite, in-limit) target
+        self._last_cmd: np.ndarray | None = None    # what was last sent
+        self._blend = 0.0
+        self._t_start = 0.0
+        self._cmd_stamp: float | None = None
+        self._hold_since = 0.0
+        self._fade_start = 0.0
+        self._fade_from = 0.0
+        self._fade_reason = ""
+
+    # -- public state -------------------------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def active(self) -> bool:
+        """True while the filter is sending commands (started and not yet faded out)."""
+        return self._phase not in (Phase.IDLE, Phase.STOPPED)
+
+    @property
+    def stopped(self) -> bool:
+        return self._phase is Phase.STOPPED
+
+    @property
+    def blend(self) -> float:
+        return self._blend
+
+    @property
+    def last_command(self) -> np.ndarray | None:
+        with self._lock:
+            return None if self._last_cmd is None else self._last_cmd.astype(np.float32)
+
+    @property
+    def interventions(self) -> dict[str, int]:
+        """Counts of every intervention so far, by kind."""
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def events(self) -> list[Intervention]:
+        """The most recent interventions (up to 200), oldest first."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def fade_reason(self) -> str:
+        return self._fade_reason
+
+    # -- control ------------------------------------------------------------------------------
+    def start(self, measured_q: np.ndarray, now: float | None = None) -> None:
+        """Begin the ramp-in from ``measured_q`` (the robot's measured pose)."""
+        now = self._clock() if now is None else now
+        q = np.asarray(measured_q, dtype=np.float64)
+        with self._lock:
+            if self._phase is not Phase.IDLE:
+                raise SafetyError(f"start() called twice (phase {self._phase.value})")
+            if self.estop_latch.triggered:
+                raise SafetyError(f"e-stop engaged ({self.estop_latch.reason}); not starting")
+            if q.shape != (self.embodiment.dim,):
+                raise SafetyError(f"measured pose has shape {q.shape}, expected ({self.embodiment.dim},)")
+            if not np.all(np.isfinite(q)):
+                raise SafetyError("measured pose has non-finite values; not starting")
+            clipped = self.embodiment.clip(q).astype(np.float64)
+            if not np.array_equal(clipped, q):
+                self._intervene("joint_limit", f"measured pose outside limits at start: "
+                                f"{self._joint_list(clipped != q)}", now)
+            self._q0 = clipped
+            self._target = clipped.copy()
+            self._last_cmd = clipped.copy()
+            self._t_start = now
+            self._cmd_stamp = now
+            self._blend = 0.0
+            self._phase = Phase.RAMP
+            log.info("safety: ramp-in from the measured pose over %.1f s", self.config.ramp_in_s)
+
+    def estop(self, reason: str = "estop") -> None:
+        """Latch the e-stop: the next step starts the fade-out. Safe from any thread."""
+        self.estop_latch.trigger(reason)
+
+    def step(self, q_target: np.ndarray | None, now: float | None = None,
+             command_stamp: float | None = None) -> tuple[np.ndarray, float]:
+        """Filter one command, send it, and return ``(q_cmd, blend)`` as sent.
+
+        ``command_stamp``: when the data behind ``q_target`` was fresh (e.g. when the policy's
+        chunk arrived); defaults to ``now``. ``q_target=None`` sends no new command.
+        Once stopped, nothing is sent and the last command returns with blend 0.
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            if self._phase is Phase.IDLE:
+                raise SafetyError("step() before start(): the filter needs the measured pose first")
+            if self._phase is Phase.STOPPED:
+                return self._last_cmd.astype(np.float32), 0.0
+            assert self._last_cmd is not None and self._q0 is not None and self._target is not None
+            if self.estop_latch.triggered and self._phase is not Phase.FADE:
+                self._intervene("estop", self.estop_latch.reason or "estop", now)
+                self._begin_fade(now, f"e-stop: {self.estop_latch.reason}")
+
+            if q_target is not None:
+                self._accept(q_target, now, now if command_stamp is None else command_stamp)
+            self._watchdog(now)
+
+            if self._phase in (Phase.RAMP, Phase.RUN):
+                alpha = min(1.0, max(0.0, (now - self._t_start) / self.config.ramp_in_s))
+                desired = self._q0 + alpha * (self._target - self._q0)
+                if alpha >= 1.0 and self._phase is Phase.RAMP:
+                    self._phase = Phase.RUN
+                    log.info("safety: ramp-in complete")
+                blend = alpha
+            elif self._phase is Phase.HOLD:
+                desired, blend = self._last_cmd, self._blend
+            else:  # FADE
+                desired = self._last_cmd
+                blend = max(0.0, self._fade_from - (now - self._fade_start) / self.config.fade_s)
+
+            delta = desired - self._last_cmd
+            limited = np.clip(delta, -self._max_step, self._max_step)
+            over = np.abs(delta - limited) > 1e-12
+            if over.any():
+                self._intervene("step_clamp", f"per-step change limited on "
+                                f"{self._joint_list(over)}", now)
+            else:
+                self._streak.discard("step_clamp")
+            q_cmd = self._last_cmd + limited
+            if self._phase is Phase.FADE and blend <= 0.0:
+                self._phase = Phase.STOPPED
+                log.warning("safety: faded out (%s)", self._fade_reason)
+            self._last_cmd = q_cmd
+            self._blend = float(blend)
+            out = q_cmd.astype(np.float32)
+            # Sent under the lock so that a fade-out from another thread never reorders sends.
+            self.robot.send(out, self._blend)
+            return out.copy(), self._blend
+
+    def fade_out(self, reason: str = "exit") -> None:
+        """Fade the blend weight to 0 now, holding the pose, sending at the command rate.
+
+        Blocks until faded (<= ``fade_s``). Does nothing before start or after a fade-out.
+        """
+        with self._lock:
+            if not self.active:
+                return
+            if self._phase is not Phase.FADE:
+                now = self._clock()
+                self._intervene("fade_out", reason, now)
+                self._begin_fade(now, reason)
+        next_t = self._clock()
+        while self.active:
+            self.step(None, self._clock())
+            next_t += self._period
+            delay = next_t - self._clock()
+            if delay > 0:
+                self._sleep(delay)
+
+    def close(self) -> None:
+        self.fade_out("exit")
+
+    def __enter__(self) -> "SafetyFilter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.fade_out("exit" if exc_type is None else f"exit on {exc_type.__name__}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-friendly view for status pages."""
+        with self._lock:
+            return {
+                "phase": self._phase.value,
+                "blend": self._blend,
+                "fade_reason": self._fade_reason or None,
+                "estop": self.estop_latch.reason if self.estop_latch.triggered else None,
+                "interventions": dict(self._counts),
+                "recent": [{"t": e.t, "kind": e.kind, "detail": e.detail} for e in list(self._events)[-20:]],
+            }
+
+    # -- internals ----------------------------------------------------------------------------
+    def _accept(self, q_target: np.ndarray, now: float, stamp: float) -> None:
+        q = np.asarray(q_target, dtype=np.float64)
+        if q.shape != (self.embodiment.dim,):
+            self._intervene("malformed", f"command of shape {q.shape} rejected, expected "
+                            f"({self.embodiment.dim},)", now)
+            return
+        finite = np.isfinite(q)
+        if not finite.all():
+            self._intervene("non_finite", f"command rejected: non-finite values on "
+                            f"{self._joint_list(~finite)}", now)
+            return
+        clipped = self.embodiment.clip(q).astype(np.float64)
+        out = clipped != q
+        if out.any():
+            self._intervene("joint_limit", f"clamped to limits: {self._joint_list(out)}", now)
+        else:
+            self._streak.discard("joint_limit")
+        self._target = clipped
+        self._cmd_stamp = stamp
+
+    def _watchdog(self, now: float) -> None:
+        if self._phase not in (Phase.RAMP, Phase.RUN, Phase.HOLD):
+            return
+        state = self.robot.read_state()
+        stale_state = state is None or now - state.stamp > self.config.state_timeout_s
+        stale_cmd = self._cmd_stamp is None or now - self._cmd_stamp > self.config.command_timeout_s
+        if not (stale_state or stale_cmd):
+            if self._phase is Phase.HOLD:
+                self._phase = Phase.RAMP if now - self._t_start < self.config.ramp_in_s else Phase.RUN
+                self._event(now, "resumed", "fresh commands and state again")
+                log.warning("safety: resumed after a %.0f ms hold", 1e3 * (now - self._hold_since))
+            return
+        if self._phase is not Phase.HOLD:
+            self._hold_since = now
+            self._phase = Phase.HOLD
+            if stale_cmd:
+                age = float("inf") if self._cmd_stamp is None else now - self._cmd_stamp
+                self._intervene("stale_command", f"no fresh command for {1e3 * age:.0f} ms; holding", now)
+            if stale_state:
+                age = float("inf") if state is None else now - state.stamp
+                self._intervene("stale_state", f"no robot state for {1e3 * age:.0f} ms; holding", now)
+        elif now - self._hold_since >= self.config.hold_s:
+            self._begin_fade(now, "watchdog: " + ("stale state" if stale_state else "stale commands"))
+
+    def _begin_fade(self, now: float, reason: str) -> None:
+        self._phase = Phase.FADE
+        self._fade_start = now
+        self._fade_from = self._blend
+        self._fade_reason = reason
+        log.warning("safety: fading out over <= %.1f s (%s)", self.config.fade_s * self._fade_from, reason)
+
+    def _intervene(self, kind: str, detail: str, now: float) -> None:
+        self._counts[kind] += 1
+        if kind in _CONTINUOUS:
+            if kind in self._streak:
+                log.debug("safety %s: %s", kind, detail)
+                return
+            self._streak.add(kind)
+        self._event(now, kind, detail)
+        log.warning("safety %s: %s", kind, detail)
+
+    def _event(self, now: float, kind: str, detail: str) -> None:
+        self._events.append(Intervention(now, kind, detail))
+
+    def _joint_list(self, mask: np.ndarray) -> str:
+        names = [self.embodiment.joint_names[i] for i in np.flatnonzero(mask)]
+        return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")

@@ -1,0 +1,65 @@
+"""Saving and loading a LAM directory: ``config.json`` plus ``model.safetensors``.
+
+The directory holds every weight, the frozen encoder's included, so loading never needs the
+hub or the original encoder path. Inside a policy bundle this directory is ``lam/``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lara.lam.config import LamConfig, LamConfigError
+from lara.lam.model import LatentActionModel
+
+FORMAT = "lara-lam"
+FORMAT_VERSION = 1
+
+
+class LamLoadError(ValueError):
+    """A LAM directory that cannot be loaded; the message says what is wrong."""
+
+
+def save_lam(lam: LatentActionModel, path: str | Path) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in lam.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": lam.config.to_dict()}
+    (path / "config.json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel:
+    path = Path(path)
+    config_file, weights_file = path / "config.json", path / "model.safetensors"
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise LamLoadError(f"{path} is not a LAM directory: {f.name} is missing")
+    try:
+        meta = json.loads(config_file.read_text())
+    except json.JSONDecodeError as e:
+        raise LamLoadError(f"{config_file} is not valid JSON: {e}") from e
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise LamLoadError(
+            f"{config_file}: format {meta.get('format')!r} version {meta.get('format_version')!r}, "
+            f"expected {FORMAT!r} version {FORMAT_VERSION}")
+    try:
+        config = LamConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, LamConfigError) as e:
+        raise LamLoadError(f"{config_file}: bad LAM config: {e}") from e
+    lam = LatentActionModel(config, load_encoder_weights=False)
+    state = load_file(str(weights_file))
+    expected = lam.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise LamLoadError(f"{weights_file}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise LamLoadError(f"{weights_file}: {name} has shape {tuple(tensor.shape)}, "
+                               f"the config says {tuple(expected[name].shape)}")
+    lam.load_state_dict(state)
+    return lam.to(device)

@@ -1,0 +1,63 @@
+"""Vector quantiser of the LAM: nearest-code lookup, VQ-VAE losses, straight-through gradient."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Quantized:
+    quantized: torch.Tensor  # [B, Q, D]: codes in the forward pass, gradient of z in the backward pass
+    indices: torch.Tensor  # [B, Q] int64
+    codebook_loss: torch.Tensor  # ||sg(z) - e||^2: moves the codes towards the encoder outputs
+    commitment_loss: torch.Tensor  # ||z - sg(e)||^2 (unweighted): keeps z close to its code
+
+
+class VectorQuantizer(nn.Module):
+    """A codebook of ``size`` x ``dim`` with the straight-through estimator.
+
+    The forward value of ``quantized`` is the chosen code; its gradient flows unchanged to z, so
+    the encoder (M-Former) learns through the quantiser. ``counts`` accumulates how often each
+    code was chosen during training, for the running codebook usage.
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.codebook = nn.Embedding(size, dim)
+        nn.init.uniform_(self.codebook.weight, -1.0 / size, 1.0 / size)
+        self.register_buffer("counts", torch.zeros(size, dtype=torch.long))
+
+    @property
+    def size(self) -> int:
+        return self.codebook.num_embeddings
+
+    def forward(self, z: torch.Tensor) -> Quantized:
+        flat = z.reshape(-1, z.shape[-1])
+        codes = self.codebook.weight
+        distances = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codes.t()
+                     + codes.pow(2).sum(1)[None, :])
+        indices = distances.argmin(dim=1)
+        chosen = F.embedding(indices, codes).view_as(z)
+        codebook_loss = F.mse_loss(chosen, z.detach())
+        commitment_loss = F.mse_loss(z, chosen.detach())
+        quantized = z + (chosen - z).detach()
+        if self.training:
+            with torch.no_grad():
+                self.counts += torch.bincount(indices, minlength=self.size)
+        return Quantized(quantized, indices.view(z.shape[:-1]), codebook_loss, commitment_loss)
+
+    def usage(self, indices: torch.Tensor | None = None) -> dict[str, float]:
+        """Codebook usage: active codes and perplexity of ``indices`` (a batch) and running counts."""
+        out: dict[str, float] = {
+            "codebook_size": float(self.size),
+            "active_running": float((self.counts > 0).sum()),
+        }
+        if indices is not None:
+            hist = torch.bincount(indices.reshape(-1), minlength=self.size).float()
+            p = hist / hist.sum().clamp_min(1)
+            out["active_batch"] = float((hist > 0).sum())
+            out["perplexity_batch"] = float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
+        return out

@@ -1,0 +1,299 @@
+"""The policy control loop: camera + robot state → lara-serve → chunk scheduler → safety → robot.
+
+A :class:`ControlLoop` runs one episode: it starts asynchronous inference, waits for the first
+chunk, starts the safety filter from the pose measured at that moment (ramp-in), and then at
+the command rate asks the scheduler for the target of the instant and passes it through the
+safety filter, which sends it. It ends at the end of the duration, on a stop request, or when
+the safety filter has faded out (e-stop, lost server, stale state); every exit path fades out.
+
+It measures the control period (between consecutive commands) and the end-to-end latency from
+a camera frame to the first command computed from it.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import yaml
+
+from configs import config_path
+from lara.embodiment import Embodiment
+from robot.interface import Robot
+from robot.safety import EStop, SafetyConfig, SafetyError, SafetyFilter
+from robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
+
+log = logging.getLogger(__name__)
+
+
+class ControlError(RuntimeError):
+    """The control loop cannot run (bad settings, no robot state, no chunk from the server)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    client_timeout_s: float = 1.0
+    first_chunk_timeout_s: float = 30.0
+    state_wait_s: float = 5.0
+    stats_window: int = 6000
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """``configs/control/<name>.yaml``: ``safety``, ``scheduler`` and ``run`` sections."""
+
+    safety: SafetyConfig
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = "<dict>"
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> "ControlConfig":
+        """A bundled config by name (``default``) or a YAML file by path."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            try:
+                path = config_path(f"control/{name_or_path}.yaml")
+            except FileNotFoundError:
+                raise ControlError(f"no control config named {name_or_path!r} (configs/control/) "
+                                   f"and no such file") from None
+        if not path.is_file():
+            raise ControlError(f"control config {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ControlError(f"{path}: not valid YAML: {exc}") from exc
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>") -> "ControlConfig":
+        if not isinstance(raw, Mapping):
+            raise ControlError(f"{source}: expected a mapping at the top level")
+        unknown = sorted(set(raw) - {"safety", "scheduler", "run"})
+        if unknown:
+            raise ControlError(f"{source}: unknown sections {unknown}; known: run, safety, scheduler")
+        if "safety" not in raw:
+            raise ControlError(f"{source}: missing the 'safety' section")
+        run_raw = raw.get("run") or {}
+        if not isinstance(run_raw, Mapping):
+            raise ControlError(f"{source}: 'run' must be a mapping")
+        run_unknown = sorted(set(run_raw) - set(RunConfig.__dataclass_fields__))
+        if run_unknown:
+            raise ControlError(f"{source}: unknown run keys {run_unknown}; known: "
+                               f"{sorted(RunConfig.__dataclass_fields__)}")
+        try:
+            safety = SafetyConfig.from_dict(raw["safety"], f"{source}: safety")
+            scheduler = SchedulerConfig.from_dict(raw.get("scheduler") or {}, f"{source}: scheduler")
+            run = RunConfig(**{k: (int(v) if k == "stats_window" else float(v)) for k, v in run_raw.items()})
+        except (SafetyError, SchedulerError) as exc:
+            raise ControlError(str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise ControlError(f"{source}: run: {exc}") from None
+        if run.client_timeout_s <= 0 or run.first_chunk_timeout_s <= 0 or run.state_wait_s <= 0:
+            raise ControlError(f"{source}: run timeouts must be > 0")
+        if run.stats_window < 10:
+            raise ControlError(f"{source}: run.stats_window must be >= 10")
+        return cls(safety=safety, scheduler=scheduler, run=run, source=source)
+
+
+@dataclass
+class Observation:
+    """What the requester sends to the policy: the newest frame and the state with it."""
+
+    state: np.ndarray
+    images: dict[str, np.ndarray]
+    stamp: float
+
+
+@dataclass
+class RunResult:
+    reason: str
+    ticks: int
+    duration_s: float
+    period_ms_p50: float | None
+    period_ms_p99: float | None
+    e2e_ms_p50: float | None
+    e2e_ms_p99: float | None
+    interventions: dict[str, int]
+    scheduler: dict[str, Any]
+    request_errors: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ControlLoop:
+    """One policy episode on ``robot`` (see the module docstring).
+
+    ``infer(observation) -> actions [H, dim]`` asks the policy; ``camera`` has
+    ``read() -> frame`` with ``.image`` (uint8 HxWx3) and ``.stamp`` (monotonic s).
+    """
+
+    def __init__(self, robot: Robot, camera: Any, infer: Callable[[Observation], np.ndarray],
+                 embodiment: Embodiment, config: ControlConfig, *, camera_name: str = "head",
+                 estop: EStop | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.robot = robot
+        self.camera = camera
+        self.embodiment = embodiment
+        self.config = config
+        self.camera_name = camera_name
+        self.estop = estop if estop is not None else EStop()
+        self._infer = infer
+        self._clock = clock
+        self._sleep = sleep
+        self.scheduler = ChunkScheduler(config.scheduler, clock=clock)
+        self.filter: SafetyFilter | None = None
+        self.requester: ChunkRequester | None = None
+        window = config.run.stats_window
+        self._periods: collections.deque[float] = collections.deque(maxlen=window)
+        self._e2e: collections.deque[float] = collections.deque(maxlen=window)
+        self._ticks = 0
+        self._t_begin: float | None = None
+        self._last_target: np.ndarray | None = None
+        self._phase_note = "idle"
+
+    # -- observation --------------------------------------------------------------------------
+    def observe(self) -> tuple[Observation, float]:
+        frame = self.camera.read()
+        state = self.robot.read_state()
+        if state is None:
+            raise ControlError("no robot state")
+        image = np.asarray(frame.image)
+        stamp = min(float(frame.stamp), float(state.stamp))
+        return Observation(np.asarray(state.q, dtype=np.float32), {self.camera_name: image}, stamp), stamp
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None, stop: threading.Event | None = None) -> RunResult:
+        stop = stop if stop is not None else threading.Event()
+        clock = self._clock
+        self._t_begin = clock()
+        self._phase_note = "waiting for robot state"
+        state = self._wait(lambda: self.robot.read_state(), self.config.run.state_wait_s, stop,
+                           "no robot state (rt/lowstate) within {:.1f} s: is the robot (or lara-sim) up "
+                           "on this DDS domain and interface?")
+        if state is None:
+            return self._result("stopped before start")
+        self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock).start()
+        self.filter = SafetyFilter(self.embodiment, self.config.safety, self.robot, estop=self.estop,
+                                   clock=clock, sleep=self._sleep)
+        reason = "exit"
+        try:
+            self._phase_note = "waiting for the first chunk"
+            first = self._wait(lambda: self.scheduler.target(clock()), self.config.run.first_chunk_timeout_s,
+                               stop, "no action chunk from the policy server within {:.1f} s "
+                               f"(request errors: {{errors}})")
+            if first is None:
+                return self._result("stopped before start")
+            state = self.robot.read_state()
+            self.filter.start(state.q, clock())
+            self._phase_note = "running"
+            reason = self._loop(duration_s, stop)
+        finally:
+            self.requester.stop()
+            self.filter.fade_out(reason)
+            self._phase_note = "finished"
+        return self._result(self.filter.fade_reason or reason)
+
+    def _loop(self, duration_s: float | None, stop: threading.Event) -> str:
+        assert self.filter is not None
+        clock = self._clock
+        period = 1.0 / self.config.safety.command_hz
+        t_start = clock()
+        next_t = t_start
+        last_send: float | None = None
+        last_source: float | None = None
+        while True:
+            now = clock()
+            if stop.is_set():
+                return "stopped"
+            if duration_s is not None and now - t_start >= duration_s:
+                return "end of duration"
+            target = self.scheduler.target(now)
+            self._last_target = target
+            self.filter.step(target, now, command_stamp=self.scheduler.last_received)
+            sent = clock()
+            self._ticks += 1
+            if last_send is not None:
+                self._periods.append(sent - last_send)
+            last_send = sent
+            source = self.scheduler.source_stamp
+            if source is not None and source != last_source:
+                self._e2e.append(sent - source)
+                last_source = source
+            if self.filter.stopped:
+                return self.filter.fade_reason
+            next_t += period
+            delay = next_t - clock()
+            if delay > 0:
+                self._sleep(delay)
+            elif delay < -period:
+                next_t = clock()   # fell behind by more than a period: do not burst to catch up
+
+    def _wait(self, get: Callable[[], Any], timeout: float, stop: threading.Event, message: str) -> Any:
+        deadline = self._clock() + timeout
+        while not stop.is_set():
+            value = get()
+            if value is not None:
+                return value
+            if self.estop.triggered:
+                return None
+            if self._clock() > deadline:
+                errors = dict(self.requester.errors) if self.requester else {}
+                raise ControlError(message.format(timeout, errors=errors or "none"))
+            self._sleep(0.01)
+        return None
+
+    # -- reporting ----------------------------------------------------------------------------
+    def _result(self, reason: str) -> RunResult:
+        return RunResult(
+            reason=reason,
+            ticks=self._ticks,
+            duration_s=0.0 if self._t_begin is None else self._clock() - self._t_begin,
+            period_ms_p50=percentile_ms(self._periods, 50),
+            period_ms_p99=percentile_ms(self._periods, 99),
+            e2e_ms_p50=percentile_ms(self._e2e, 50),
+            e2e_ms_p99=percentile_ms(self._e2e, 99),
+            interventions=self.filter.interventions if self.filter else {},
+            scheduler=self.scheduler.stats(),
+            request_errors=dict(self.requester.errors) if self.requester else {},
+        )
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-friendly view of the loop for the status page."""
+        state = self.robot.read_state()
+        now = self._clock()
+        f = self.filter
+        cmd = f.last_command if f is not None else None
+        target = self._last_target
+        periods = list(self._periods)[-1000:]
+        return {
+            "phase": f.phase.value if f is not None else "idle",
+            "note": self._phase_note,
+            "uptime_s": 0.0 if self._t_begin is None else now - self._t_begin,
+            "ticks": self._ticks,
+            "joints": {
+                "names": list(self.embodiment.joint_names),
+                "measured": None if state is None else np.asarray(state.q, dtype=float).tolist(),
+                "command": None if cmd is None else cmd.astype(float).tolist(),
+                "target": None if target is None else target.astype(float).tolist(),
+                "state_age_ms": None if state is None else 1e3 * (now - state.stamp),
+            },
+            "safety": f.snapshot() if f is not None else None,
+            "loop": {
+                "command_hz": self.config.safety.command_hz,
+                "period_ms_p50": percentile_ms(periods, 50),
+                "period_ms_p99": percentile_ms(periods, 99),
+            },
+            "latency": {
+                "e2e_ms_p50": percentile_ms(list(self._e2e)[-200:], 50),
+                "e2e_ms_p99": percentile_ms(list(self._e2e)[-200:], 99),
+            },
+            "chunks": self.scheduler.stats(),
+            "request_errors": dict(self.requester.errors) if self.requester else {},
+        }

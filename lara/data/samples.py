@@ -1,0 +1,86 @@
+"""Training samples for LARA from a LeRobot v3.0 dataset.
+
+Item ``i`` is frame ``t`` of some episode: the backbone sees frame t, the Latent Action Model
+sees frame t and frame t + lam_offset (clamped to the episode's last frame), the action head
+learns the chunk of actions t .. t + horizon - 1. Chunks never cross into the next episode:
+past the episode's end the last action is repeated and ``action_mask`` is False there.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from lara.data.lerobot import DEFAULT_FRAME_CACHE_BYTES, LeRobotDataset
+from lara.data.stats import Stats
+
+
+class LaraSampleDataset(Dataset):
+    """Items (numpy arrays; torch's default collate turns them into tensors)::
+
+        image          uint8 [H, W, 3]   frame t of ``camera``
+        future_image   uint8 [H, W, 3]   frame min(t + lam_offset, T - 1)
+        state          float32 [D]       observation.state at t
+        actions        float32 [horizon, D]
+        action_mask    bool [horizon]    False for steps past the episode's end
+        instruction    str               the episode's task
+        episode_index  int
+        frame_index    int               t
+    """
+
+    def __init__(self, root: str | Path, horizon: int, lam_offset: int, camera: str = "head",
+                 frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES):
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        if not isinstance(lam_offset, int) or lam_offset < 0:
+            raise ValueError(f"lam_offset must be a non-negative integer, got {lam_offset!r}")
+        self.dataset = LeRobotDataset(root, frame_cache_bytes=frame_cache_bytes)
+        if camera not in self.dataset.cameras:
+            raise KeyError(f"{self.dataset.root}: no camera {camera!r}; cameras: "
+                           f"{self.dataset.cameras}")
+        self.horizon, self.lam_offset, self.camera = horizon, lam_offset, camera
+        episodes = [self.dataset.episode(i) for i in range(self.dataset.num_episodes)]
+        self._states = [e.states for e in episodes]
+        self._actions = [e.actions for e in episodes]
+        self._tasks = [e.task for e in episodes]
+        lengths = np.array([e.length for e in episodes], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(lengths)])
+        self._lengths = lengths
+
+    @property
+    def stats(self) -> Stats:
+        return self.dataset.stats
+
+    @property
+    def instructions(self) -> list[str]:
+        """The dataset's distinct tasks, by task_index."""
+        return list(self.dataset.tasks)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def locate(self, item: int) -> tuple[int, int]:
+        """(episode_index, frame_index) of item ``item``."""
+        if not -len(self) <= item < len(self):
+            raise IndexError(f"item {item} out of range for {len(self)} samples")
+        item %= len(self)
+        episode = int(np.searchsorted(self._starts, item, side="right") - 1)
+        return episode, int(item - self._starts[episode])
+
+    def __getitem__(self, item: int) -> dict:
+        episode, t = self.locate(int(item))
+        last = int(self._lengths[episode]) - 1
+        future = min(t + self.lam_offset, last)
+        frames = self.dataset.frames(self.camera, episode, [t, future])
+        steps = t + np.arange(self.horizon)
+        return {
+            "image": frames[0],
+            "future_image": frames[1],
+            "state": self._states[episode][t],
+            "actions": self._actions[episode][np.minimum(steps, last)],
+            "action_mask": steps <= last,
+            "instruction": self._tasks[episode],
+            "episode_index": episode,
+            "frame_index": t,
+        }

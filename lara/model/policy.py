@@ -1,0 +1,125 @@
+"""The LARA policy: backbone + adapter (VL tokens) and the flow-matching DiT action head.
+
+Inference, as exported: ``vl = backbone_features(pixels, ids, mask)`` once, then
+``sample(vl, state, embodiment_id, noise)`` = ``denoising_steps`` Euler steps of
+``velocity``. All tensors are in the normalised, padded space of
+:class:`lara.processing.Preprocessor` (state 64-D, actions 32-D, both in [-1, 1]).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lara.embodiment import load_embodiment
+from lara.model.adapter import VLAdapter
+from lara.model.backbone import build_backbone
+from lara.model.config import ConfigError, PolicyConfig
+from lara.model.dit import DiT
+from lara.model.embodiment_mlp import ActionEncoder, EmbodimentMLP
+from lara.model.flow import euler_buckets, interpolate, sample_flow_time, time_to_bucket
+
+
+class ActionHead(nn.Module):
+    """State encoder, action encoder (+ position embeddings), DiT and action decoder.
+
+    ``velocity`` is a pure function of its tensor inputs with no data-dependent control
+    flow, so the whole Euler loop unrolls into one ONNX graph.
+    """
+
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        w, e = config.width, config.num_embodiments
+        self.state_encoder = EmbodimentMLP(e, config.max_state_dim, config.hidden_size, w)
+        self.action_encoder = ActionEncoder(e, config.max_action_dim, w)
+        self.position_embedding = nn.Embedding(config.max_seq_len, w)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        self.dit = DiT(w, config.dit_heads, config.dit_head_dim, config.dit_layers, config.dit_output_dim,
+                       config.cross_attention_dim, config.timestep_embed_dim)
+        self.action_decoder = EmbodimentMLP(e, config.dit_output_dim, config.hidden_size, config.max_action_dim)
+
+    def forward(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
+                timestep: torch.Tensor, embodiment_id: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        state_token = self.state_encoder(state.unsqueeze(1), embodiment_id)                # [B, 1, W]
+        action_tokens = self.action_encoder(noisy_actions, timestep, embodiment_id)         # [B, H, W]
+        action_tokens = action_tokens + self.position_embedding.weight[: noisy_actions.shape[1]]
+        out, hidden = self.dit(torch.cat([state_token, action_tokens], dim=1), vl_features, timestep)
+        return self.action_decoder(out[:, 1:], embodiment_id), hidden
+
+
+class LaraPolicy(nn.Module):
+    def __init__(self, config: PolicyConfig, load_backbone_weights: bool = True):
+        super().__init__()
+        embodiment = load_embodiment(config.embodiment)
+        if embodiment.embodiment_id >= config.num_embodiments:
+            raise ConfigError(f"embodiment {embodiment.name!r} has id {embodiment.embodiment_id} but the policy "
+                              f"has only {config.num_embodiments} embodiment rows")
+        if (embodiment.max_state_dim, embodiment.max_action_dim) != (config.max_state_dim, config.max_action_dim):
+            raise ConfigError(f"embodiment {embodiment.name!r} pads to state {embodiment.max_state_dim} / action "
+                              f"{embodiment.max_action_dim} but the policy to {config.max_state_dim} / "
+                              f"{config.max_action_dim}")
+        self.config = config
+        self.embodiment = embodiment
+        self.backbone = build_backbone(config, load_weights=load_backbone_weights)
+        if not config.tune_backbone:
+            self.backbone.requires_grad_(False)
+        self.adapter = VLAdapter(config)
+        self.head = ActionHead(config)
+        # loss covers the embodiment's real action dimensions only, not the padding
+        dim_mask = torch.zeros(config.max_action_dim)
+        dim_mask[: embodiment.dim] = 1.0
+        self.register_buffer("action_dim_mask", dim_mask, persistent=False)
+
+    def backbone_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                          attention_mask: torch.Tensor) -> torch.Tensor:
+        """Adapted VL tokens ``[B, N, vl_dim]`` (backbone, then the LayerNorm + self-attention adapter)."""
+        return self.adapter(self.backbone(pixel_values, input_ids, attention_mask))
+
+    def velocity(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
+                 timestep: torch.Tensor, embodiment_id: torch.Tensor, return_hidden: bool = False):
+        """Predicted flow velocity ``[B, H, max_action_dim]`` at bucket ``timestep i64 [B]``;
+        with ``return_hidden`` also the DiT's per-block outputs (list of ``[B, 1 + H, width]``)."""
+        v, hidden = self.head(vl_features, state, noisy_actions, timestep, embodiment_id)
+        return (v, hidden) if return_hidden else v
+
+    def flow_loss(self, vl_features: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
+                  action_mask: torch.Tensor, embodiment_id: torch.Tensor,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Flow-matching MSE over the valid steps (``action_mask [B, H]``) and real action dims.
+
+        Returns ``loss``, ``hidden`` (output of DiT block L-2, ``[B, 1 + H, width]``, for the
+        alignment loss), ``t`` (the sampled flow times) and ``timestep`` (their buckets)."""
+        cfg = self.config
+        t = sample_flow_time(actions.shape[0], cfg.noise_beta_alpha, cfg.noise_s, generator, actions.device)
+        noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
+        timestep = time_to_bucket(t, cfg.num_timestep_buckets)
+        v, hidden = self.velocity(vl_features, state, interpolate(noise, actions, t), timestep, embodiment_id,
+                                  return_hidden=True)
+        mask = action_mask.to(v.dtype).unsqueeze(-1) * self.action_dim_mask
+        err = (v - (actions - noise)).pow(2) * mask
+        loss = err.sum() / mask.sum().clamp(min=1.0)
+        return {"loss": loss, "hidden": hidden[cfg.hidden_block], "t": t, "timestep": timestep}
+
+    def sample(self, vl_features: torch.Tensor, state: torch.Tensor, embodiment_id: torch.Tensor,
+               noise: torch.Tensor) -> torch.Tensor:
+        """Euler-integrate the flow from ``noise [B, H, max_action_dim]`` to normalised actions."""
+        steps = self.config.denoising_steps
+        actions = noise
+        for bucket in euler_buckets(steps, self.config.num_timestep_buckets):
+            timestep = torch.zeros_like(embodiment_id) + bucket
+            actions = actions + self.velocity(vl_features, state, actions, timestep, embodiment_id) * (1.0 / steps)
+        return actions
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                state: torch.Tensor, embodiment_id: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The whole inference path: preprocessed inputs -> normalised padded actions ``[B, H, 32]``."""
+        return self.sample(self.backbone_features(pixel_values, input_ids, attention_mask), state, embodiment_id, noise)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return parameter_counts(self)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters per top-level child and in total (works on meta-device modules)."""
+    counts = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts

@@ -1,0 +1,376 @@
+"""``lara-robot``: run a served policy on the G1 (or the simulated G1), and evaluate it.
+
+    lara-robot run  --task pour --server tcp://HOST:5555 [--sim] [--duration S]
+    lara-robot eval --task pour --trials N [--sim] [--server ...] [--out DIR]
+
+Every command goes camera + state → lara-serve → chunk scheduler → safety filter → robot.
+E-stop: SPACE/e/Esc on the terminal, the dashboard's button (POST /api/estop), Ctrl-C or
+SIGTERM; each fades the arm_sdk blend weight out (never zero gains).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lara.embodiment import Embodiment, load_embodiment
+from robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
+from robot.evaluation import EvaluationError, Task, TrialRecord, format_table, load_tasks, write_results
+from robot.keyboard import KeyboardEStop, ask_yes_no
+from robot.safety import EStop, SafetyError
+
+log = logging.getLogger("lara-robot")
+
+SIM_DOMAIN = 1  # Unitree's simulator convention (DESIGN.md §7)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lara-robot", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    tasks = sorted(load_tasks())
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--task", required=True, choices=tasks, help="the task to run")
+        sp.add_argument("--server", default="tcp://127.0.0.1:5555", help="lara-serve address")
+        sp.add_argument("--token-file", type=Path, help="file holding lara-serve's token")
+        sp.add_argument("--sim", action="store_true", help="drive the simulated G1 (lara-sim) instead of the robot")
+        sp.add_argument("--sim-running", action="store_true",
+                        help="with --sim: use a lara-sim already running on --domain instead of starting one")
+        sp.add_argument("--domain", type=int, help=f"DDS domain id (default: {SIM_DOMAIN} with --sim, "
+                        "else the robot config's)")
+        sp.add_argument("--robot-config", default=None,
+                        help="G1 config: sim, real or a YAML path (default: sim with --sim, else real)")
+        sp.add_argument("--camera-config", default=None,
+                        help="camera config for the real robot (robot.cameras.make_camera); ignored with --sim")
+        sp.add_argument("--config", default="default", help="control config: a name in configs/control or a path")
+        sp.add_argument("--instruction", help="language instruction (default: the task's)")
+        sp.add_argument("--seed", type=int, default=0, help="sim scene seed")
+        sp.add_argument("--dashboard", default="127.0.0.1:8081", help="HOST:PORT of the status page, or 'off'")
+        sp.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    run = sub.add_parser("run", help="run the policy for a while")
+    common(run)
+    run.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
+    run.add_argument("--json", type=Path, help="also write the run's numbers to this JSON file")
+
+    ev = sub.add_parser("eval", help="evaluate over N trials (the paper's G1-Real metrics)")
+    common(ev)
+    ev.add_argument("--trials", type=int, required=True, help="number of trials")
+    ev.add_argument("--trial-s", type=float, help="seconds per trial (default: the task's)")
+    ev.add_argument("--out", type=Path, default=Path("eval"), help="output directory (default ./eval)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+class Session:
+    """The pieces one lara-robot command runs with, opened and closed in the right order."""
+
+    def __init__(self, args: argparse.Namespace, embodiment: Embodiment, config: ControlConfig,
+                 task: Task, estop: EStop) -> None:
+        self.args = args
+        self.emb = embodiment
+        self.config = config
+        self.task = task
+        self.estop = estop
+        self.stack = contextlib.ExitStack()
+        self.client: Any = None
+        self.robot: Any = None
+        self.camera: Any = None
+        self.sim_control: Any = None
+        self.camera_name = "head"
+        self.horizon = 8
+        self.current: ControlLoop | None = None
+        self.status_extra: dict[str, Any] = {"task": task.name}
+
+    def open(self) -> "Session":
+        args = self.args
+        from runtime.client import PolicyClient, ServerError, ServerTimeout
+
+        token = _read_token(args.token_file) if args.token_file else None
+        self.client = PolicyClient(args.server, token=token, timeout_s=self.config.run.client_timeout_s)
+        self.stack.callback(self.client.close)
+        try:
+            meta = self.client.metadata()
+        except ServerTimeout:
+            raise ControlError(f"lara-serve does not answer at {args.server}: is it running "
+                               f"(lara-serve --policy BUNDLE --bind {args.server})?") from None
+        except ServerError as exc:
+            raise ControlError(f"lara-serve at {args.server} refused metadata: {exc}") from None
+        if list(meta.get("joint_names", [])) != list(self.emb.joint_names):
+            raise ControlError(f"the served policy's joint layout ({meta.get('embodiment')}) is not this "
+                               f"robot's {self.emb.name} layout; refusing to run it")
+        cameras = meta.get("cameras") or {"head": [224, 224]}
+        self.camera_name, size = next(iter(cameras.items()))
+        self.horizon = int(meta.get("action_horizon", 8))
+        self.status_extra.update(model=meta.get("model_id"), engine=meta.get("engine"), server=args.server)
+
+        from robot.g1 import G1Config, G1Robot
+
+        if args.sim:
+            domain = SIM_DOMAIN if args.domain is None else args.domain
+            if not args.sim_running:
+                from robot.sim.process import SimProcess
+
+                self.stack.enter_context(SimProcess(self.task.name, domain_id=domain,
+                                                    render_size=(int(size[0]), int(size[1])), seed=args.seed))
+            from robot.sim.control import SimControl
+
+            self.sim_control = SimControl(domain)
+            with contextlib.suppress(AttributeError):
+                self.stack.callback(self.sim_control.close)
+            cfg = G1Config.load(args.robot_config or "sim").replace(domain_id=domain)
+        else:
+            cfg = G1Config.load(args.robot_config or "real")
+            if args.domain is not None:
+                cfg = cfg.replace(domain_id=args.domain)
+        self.robot = G1Robot(cfg, self.emb)
+        self.robot.connect()
+        self.stack.callback(self.robot.disconnect)
+        if args.sim:
+            from robot.cameras import SimCamera
+
+            self.camera = SimCamera(cfg.domain_id)
+        else:
+            from robot.cameras import make_camera
+
+            self.camera = make_camera(args.camera_config)
+        self.camera.connect()
+        self.stack.callback(self.camera.disconnect)
+        log.info("policy %s (%s) at %s; robot %s on DDS domain %d; camera %s",
+                 meta.get("model_id"), meta.get("engine"), args.server, cfg.name, cfg.domain_id, self.camera_name)
+        return self
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def infer_fn(self, instruction: str) -> Callable[[Observation], np.ndarray]:
+        deadline_ms = 1000.0 * self.horizon / self.config.scheduler.policy_hz
+        dim = self.emb.dim
+
+        def infer(obs: Observation) -> np.ndarray:
+            actions = self.client.infer(obs.state, obs.images, instruction=instruction,
+                                        deadline_ms=deadline_ms).actions
+            if actions.ndim != 2 or actions.shape[1] != dim:
+                raise ControlError(f"the server sent actions of shape {actions.shape}, expected [H, {dim}]")
+            return actions
+
+        return infer
+
+    def new_loop(self, instruction: str) -> ControlLoop:
+        self.current = ControlLoop(self.robot, self.camera, self.infer_fn(instruction), self.emb, self.config,
+                                   camera_name=self.camera_name, estop=self.estop)
+        return self.current
+
+    def status(self) -> dict[str, Any]:
+        loop = self.current
+        body = loop.status() if loop is not None else {"phase": "idle"}
+        body.update(self.status_extra)
+        return body
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ControlError(f"cannot read --token-file {path}: {exc.strerror}") from None
+    if not token:
+        raise ControlError(f"--token-file {path} is empty")
+    return token
+
+
+@contextlib.contextmanager
+def _signals_estop(estop: EStop):
+    """SIGINT and SIGTERM trigger the e-stop (a fade-out), instead of killing the process."""
+    def handler(signum, _frame):
+        name = signal.Signals(signum).name
+        if estop.triggered:
+            log.warning("%s again: the fade-out is already under way", name)
+        estop.trigger(name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _dashboard(spec: str, session: Session):
+    if spec.lower() == "off":
+        yield None
+        return
+    from robot.dashboard import RobotDashboard
+    from robot.dashboard.app import parse_hostport
+
+    host, port = parse_hostport(spec)
+    dash = RobotDashboard(session.status, session.estop.trigger, host, port).start()
+    log.info("status page at %s", dash.url)
+    try:
+        yield dash
+    finally:
+        dash.stop()
+
+
+def _print_run(result: RunResult) -> None:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    print(f"run ended: {result.reason} after {result.duration_s:.1f} s, {result.ticks} commands")
+    print(f"control period p50/p99: {ms(result.period_ms_p50)} / {ms(result.period_ms_p99)} ms")
+    print(f"frame->command latency p50/p99: {ms(result.e2e_ms_p50)} / {ms(result.e2e_ms_p99)} ms")
+    s = result.scheduler
+    print(f"chunks: {s['chunks']} used, {s['chunks_dropped']} dropped stale, {s['actions_dropped']} stale actions "
+          f"dropped; chunk latency p50/p99 {ms(s['chunk_latency_ms_p50'])} / {ms(s['chunk_latency_ms_p99'])} ms")
+    print(f"safety interventions: {result.interventions or 'none'}")
+    if result.request_errors:
+        print(f"request errors: {result.request_errors}")
+
+
+# ---------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, session: Session) -> int:
+    instruction = args.instruction or session.task.instruction
+    if session.sim_control is not None:
+        session.sim_control.reset(session.task.name, args.seed)
+    loop = session.new_loop(instruction)
+    with KeyboardEStop(session.estop):
+        result = loop.run(args.duration)
+    _print_run(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    # The end of --duration and an operator's Ctrl-C/SIGTERM are normal ends; the watchdog is not.
+    ok = result.reason in ("end of duration", "e-stop: SIGINT", "e-stop: SIGTERM")
+    return 0 if ok else 1
+
+
+def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[dict[str, bool], RunResult]:
+    """One sim trial: stages latched from SimControl.status(); stops at full success."""
+    stages = {s: False for s in session.task.stages}
+    stop = threading.Event()
+    done = threading.Event()
+
+    def monitor() -> None:
+        while not done.is_set():
+            try:
+                status = session.sim_control.status()
+            except Exception as exc:  # noqa: BLE001 - a missed poll is retried; the trial goes on
+                log.warning("sim status failed: %s", exc)
+            else:
+                for name, ok in (status.get("stages") or {}).items():
+                    if name in stages and ok:
+                        stages[name] = True
+                if stages["full"]:
+                    stop.set()
+            done.wait(0.1)
+
+    t = threading.Thread(target=monitor, name="sim-stages", daemon=True)
+    t.start()
+    try:
+        result = loop.run(duration, stop)
+    finally:
+        done.set()
+        t.join(2.0)
+    if stages["full"]:
+        for s in stages:   # full success implies every stage, even if a poll missed one
+            stages[s] = True
+    return stages, result
+
+
+def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[dict[str, bool], RunResult]:
+    with KeyboardEStop(session.estop):
+        result = loop.run(duration)
+    stages: dict[str, bool] = {}
+    for name in session.task.stages:
+        if name == "full" and not all(stages.values()):
+            stages[name] = False
+            continue
+        stages[name] = ask_yes_no(f"  stage {name!r} succeeded?")
+    return stages, result
+
+
+def cmd_eval(args: argparse.Namespace, session: Session) -> int:
+    if args.trials < 1:
+        raise ControlError("--trials must be >= 1")
+    task = session.task
+    instruction = args.instruction or task.instruction
+    duration = args.trial_s or task.trial_s
+    records: list[TrialRecord] = []
+    aborted = None
+    for i in range(args.trials):
+        if session.estop.triggered:
+            aborted = f"e-stop ({session.estop.reason})"
+            break
+        print(f"trial {i + 1}/{args.trials}")
+        session.status_extra["trial"] = f"{i + 1}/{args.trials}"
+        session.client.reset()
+        if session.sim_control is not None:
+            session.sim_control.reset(task.name, args.seed + i)
+        else:
+            input("  reset the scene, then press Enter to start the trial ")
+        loop = session.new_loop(instruction)
+        t0 = time.monotonic()
+        trial = _sim_trial if session.sim_control is not None else _operator_trial
+        stages, result = trial(session, loop, duration)
+        if session.estop.triggered:
+            aborted = f"e-stop ({session.estop.reason}) during trial {i + 1}; that trial is not counted"
+            break
+        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0,
+                                   {"interventions": result.interventions}))
+        print("  " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in stages.items()))
+    if not records:
+        print(f"lara-robot eval: no completed trials ({aborted})", file=sys.stderr)
+        return 1
+    info = {"server": args.server, "sim": args.sim, "seed": args.seed, "trial_s": duration,
+            "instruction": instruction, "aborted": aborted, **{k: v for k, v in session.status_extra.items()
+                                                              if k in ("model", "engine")}}
+    summary = write_results(args.out, task, records, info)
+    print(format_table(summary))
+    print(f"results in {args.out}/metrics.json, trials.csv, metrics.csv")
+    if aborted:
+        print(f"stopped early: {aborted}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.sim_running and not args.sim:
+        print("lara-robot: --sim-running needs --sim", file=sys.stderr)
+        return 2
+    if args.domain is not None and not 0 <= args.domain <= 232:
+        print(f"lara-robot: --domain must be within 0..232, got {args.domain}", file=sys.stderr)
+        return 2
+    try:
+        config = ControlConfig.load(args.config)
+        task = load_tasks()[args.task]
+        embodiment = load_embodiment("g1")
+    except (ControlError, EvaluationError) as exc:
+        print(f"lara-robot: {exc}", file=sys.stderr)
+        return 2
+    estop = EStop()
+    session = Session(args, embodiment, config, task, estop)
+    with _signals_estop(estop):
+        try:
+            session.open()
+            with _dashboard(args.dashboard, session):
+                return cmd_run(args, session) if args.command == "run" else cmd_eval(args, session)
+        except (ControlError, SafetyError, EvaluationError, OSError, TimeoutError) as exc:
+            print(f"lara-robot: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Evaluation over N trials with the paper's G1-Real metrics (DESIGN.md §7).
+
+Each trial records a success flag per stage (in sim from ``SimControl.status()``, on the robot
+from the operator). From the trials:
+
+- pick-and-place: Pick, Full, Place = Full / Pick;
+- pour: Grasp-Left, Grasp-Right, Full, Pour = Full / (Grasp-Left × Grasp-Right).
+
+Rates are fractions of trials; a conditional metric with a zero denominator is ``None``
+(undefined, printed as "-"). Results go to ``metrics.json``, ``trials.csv`` and ``metrics.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from configs import config_path
+
+
+class EvaluationError(ValueError):
+    """A task or a trial record that does not fit the protocol."""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    instruction: str
+    stages: tuple[str, ...]
+    trial_s: float
+
+
+def load_tasks() -> dict[str, Task]:
+    """The tasks of ``configs/control/tasks.yaml``, validated."""
+    path = config_path("control/tasks.yaml")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, Mapping) or not raw:
+        raise EvaluationError(f"{path}: expected a mapping of task name -> settings")
+    tasks = {}
+    for name, t in raw.items():
+        if not isinstance(t, Mapping) or not {"instruction", "stages", "trial_s"} <= set(t):
+            raise EvaluationError(f"{path}: task {name!r} needs instruction, stages and trial_s")
+        stages = tuple(str(s) for s in t["stages"])
+        if not stages or stages[-1] != "full" or len(set(stages)) != len(stages):
+            raise EvaluationError(f"{path}: task {name!r}: stages must be distinct and end with 'full'")
+        tasks[str(name)] = Task(str(name), str(t["instruction"]), stages, float(t["trial_s"]))
+    return tasks
+
+
+def _rate(trials: Sequence[Mapping[str, bool]], stage: str) -> float:
+    return sum(bool(t[stage]) for t in trials) / len(trials)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+# The paper's metrics per task: name -> function of the per-stage success rates.
+METRICS: dict[str, Callable[[Mapping[str, float]], dict[str, float | None]]] = {
+    "pick_place": lambda r: {"Pick": r["pick"], "Full": r["full"], "Place": _ratio(r["full"], r["pick"])},
+    "pour": lambda r: {"Grasp-Left": r["grasp_left"], "Grasp-Right": r["grasp_right"], "Full": r["full"],
+                       "Pour": _ratio(r["full"], r["grasp_left"] * r["grasp_right"])},
+}
+
+
+def normalise_trial(task: Task, stages: Mapping[str, Any]) -> dict[str, bool]:
+    """The trial's flags for exactly the task's stages; full success needs every earlier stage."""
+    missing = [s for s in task.stages if s not in stages]
+    if missing:
+        raise EvaluationError(f"trial of {task.name!r} lacks stages {missing} (got {sorted(stages)})")
+    flags = {s: bool(stages[s]) for s in task.stages}
+    if flags["full"] and not all(flags[s] for s in task.stages[:-1]):
+        raise EvaluationError(f"trial of {task.name!r} marks full success without every earlier stage: {flags}")
+    return flags
+
+
+def compute_metrics(task: Task, trials: Sequence[Mapping[str, bool]]) -> dict[str, Any]:
+    """Per-stage rates and the paper's metrics for ``trials`` (each {stage: success})."""
+    if task.name not in METRICS:
+        raise EvaluationError(f"no metrics defined for task {task.name!r}; known: {sorted(METRICS)}")
+    if not trials:
+        raise EvaluationError("no trials to evaluate")
+    flags = [normalise_trial(task, t) for t in trials]
+    rates = {s: _rate(flags, s) for s in task.stages}
+    return {
+        "task": task.name,
+        "trials": len(flags),
+        "successes": {s: sum(f[s] for f in flags) for s in task.stages},
+        "rates": rates,
+        "metrics": METRICS[task.name](rates),
+    }
+
+
+@dataclass
+class TrialRecord:
+    index: int
+    stages: dict[str, bool]
+    end_reason: str = ""
+    duration_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def write_results(out_dir: Path, task: Task, records: Sequence[TrialRecord], info: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Write metrics.json, trials.csv and metrics.csv into ``out_dir``; return the summary."""
+    summary = compute_metrics(task, [r.stages for r in records])
+    summary["per_trial"] = [{"trial": r.index, **r.stages, "end_reason": r.end_reason,
+                             "duration_s": round(r.duration_s, 3), **r.extra} for r in records]
+    if info:
+        summary["info"] = dict(info)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    with open(out_dir / "trials.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["trial", *task.stages, "end_reason", "duration_s"])
+        for r in records:
+            w.writerow([r.index, *(int(r.stages[s]) for s in task.stages), r.end_reason, f"{r.duration_s:.3f}"])
+    with open(out_dir / "metrics.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["metric", "value"])
+        for name, value in summary["metrics"].items():
+            w.writerow([name, "" if value is None else f"{value:.4f}"])
+    return summary
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return str(obj)
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """A plain-text summary table of the stages and metrics."""
+    n = summary["trials"]
+    lines = [f"task {summary['task']}: {n} trials", f"{'stage':<14}{'success':>10}{'rate':>8}"]
+    for stage, count in summary["successes"].items():
+        lines.append(f"{stage:<14}{f'{count}/{n}':>10}{summary['rates'][stage]:>8.2f}")
+    lines.append(f"{'metric':<14}{'value':>18}")
+    for name, value in summary["metrics"].items():
+        lines.append(f"{name:<14}{('-' if value is None else f'{value:.2f}'):>18}")
+    return "\n".join(lines)

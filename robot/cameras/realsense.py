@@ -1,0 +1,72 @@
+"""The Intel RealSense D455 colour stream through ``pyrealsense2`` (the ``realsense`` extra).
+
+Live: serial number, resolution and fps from config (default 640x480 at 30). From a file: a
+``.db3``/``.bag`` recording played back through the same pipeline (``enable_device_from_file``),
+which is also how a D455 is exercised without hardware.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from robot.cameras.base import Camera, CameraError, Frame
+
+
+def import_pyrealsense2():
+    try:
+        import pyrealsense2 as rs
+    except ImportError as exc:
+        raise ImportError("the D455 needs pyrealsense2: pip install 'lara-g1[realsense]' "
+                          "(and the system's libusb-1.0)") from exc
+    return rs
+
+
+class RealSenseCamera(Camera):
+    def __init__(self, config: dict | None = None):
+        cfg = dict(config or {})
+        self.serial = cfg.get("serial")
+        self.width = int(cfg.get("width", 640))
+        self.height = int(cfg.get("height", 480))
+        self.fps = int(cfg.get("fps", 30))
+        self.recording = cfg.get("recording")      # path of a .db3/.bag to play instead of a device
+        self.repeat = bool(cfg.get("repeat", False))
+        self._pipeline = None
+        self._last_number = -1
+
+    def connect(self) -> None:
+        rs = import_pyrealsense2()
+        config = rs.config()
+        if self.recording:
+            config.enable_device_from_file(str(self.recording), repeat_playback=self.repeat)
+        elif self.serial:
+            config.enable_device(str(self.serial))
+        config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+        pipeline = rs.pipeline()
+        try:
+            pipeline.start(config)
+        except RuntimeError as exc:
+            source = self.recording or f"D455 {self.serial or '(first found)'}"
+            raise CameraError(f"cannot start {source} at {self.width}x{self.height}@{self.fps}: {exc}") from exc
+        self._pipeline = pipeline
+
+    def read(self, timeout_s: float = 1.0) -> Frame:
+        if self._pipeline is None:
+            raise CameraError("RealSenseCamera.read before connect()")
+        try:
+            frames = self._pipeline.wait_for_frames(int(timeout_s * 1000))
+        except RuntimeError as exc:
+            raise CameraError(f"no frame from the RealSense within {timeout_s} s: {exc}") from exc
+        color = frames.get_color_frame()
+        if not color:
+            raise CameraError("RealSense frameset without a colour frame")
+        image = np.asanyarray(color.get_data()).copy()
+        if image.shape != (self.height, self.width, 3):
+            raise CameraError(f"RealSense frame {image.shape}, expected {(self.height, self.width, 3)}")
+        self._last_number = int(color.get_frame_number())
+        return Frame(image=image, stamp=time.monotonic(), index=self._last_number)
+
+    def disconnect(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.stop()
+            self._pipeline = None

@@ -52,11 +52,12 @@ _WIRE_KINDS = "biuf"
 class ProtocolError(Exception):
     """A request the server answers with an error reply instead of a result."""
 
-    def __init__(self, code: str, message: str, request_id: Any = None):
+    def __init__(self, code: str, message: str, request_id: Any = None, groot: bool = False):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.groot = groot  # answer in the GR00T dialect
 
 
 # --------------------------------------------------------------------------------------- arrays
@@ -101,12 +102,35 @@ def _decode_groot_array(obj: Mapping) -> np.ndarray:
     return arr
 
 
+class InvalidArray:
+    """Stands in for an array map that failed to decode, so the error can be answered with the
+    request's id (the envelope is only read after the whole message is unpacked)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 def _object_hook(obj: dict) -> Any:
-    if obj.get("__nd__") is True:
-        return decode_array(obj)
-    if obj.get("__ndarray_class__") is True:
-        return _decode_groot_array(obj)
+    try:
+        if obj.get("__nd__") is True:
+            return decode_array(obj)
+        if obj.get("__ndarray_class__") is True:
+            return _decode_groot_array(obj)
+    except ProtocolError as exc:
+        return InvalidArray(exc.message)
     return obj
+
+
+def _raise_invalid_arrays(tree: Any, request_id: Any) -> None:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, InvalidArray):
+            raise ProtocolError(BAD_REQUEST, node.message, request_id)
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _default(obj: Any) -> Any:
@@ -162,11 +186,17 @@ class Request:
 
 
 def parse_request(message: Any) -> Request:
-    """Validate the envelope of a decoded message (not the endpoint's data)."""
+    """Validate the envelope of a decoded message, and that every array in it decoded."""
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, f"a request must be a msgpack map, got {type(message).__name__}")
     if "v" not in message:
-        return _parse_groot_request(message)
+        request = _parse_groot_request(message)
+        try:
+            _raise_invalid_arrays(request.data, None)
+        except ProtocolError as exc:
+            exc.groot = True
+            raise
+        return request
     request_id = message.get("id")
     if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
         raise ProtocolError(BAD_REQUEST, "request 'id' must be an integer or a string")
@@ -184,6 +214,7 @@ def parse_request(message: Any) -> Request:
     token = message.get("token")
     if token is not None and not isinstance(token, str):
         raise ProtocolError(BAD_REQUEST, "request 'token' must be a string", request_id)
+    _raise_invalid_arrays(data, request_id)
     return Request(endpoint, data, request_id, token)
 
 

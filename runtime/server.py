@@ -307,7 +307,7 @@ class PolicyServer:
             reply = self._dispatch(request, envelope, client, session, t0)
         except P.ProtocolError as exc:
             rid = exc.request_id if exc.request_id is not None else (request.request_id if request else None)
-            groot = request.groot if request else False
+            groot = exc.groot or (request.groot if request else False)
             reply = self._error(exc.code, exc.message, rid, groot, session)
         except Exception as exc:  # a bug of ours: answer it, log it, keep serving
             log.exception("internal error handling a request")

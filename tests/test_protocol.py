@@ -52,10 +52,11 @@ def test_big_endian_input_is_sent_little_endian():
     ({"__nd__": True, "dtype": "<f4", "shape": [1]}, "dtype, shape and data"),
     ({"__nd__": True, "dtype": "<f4", "shape": [1], "data": "abcd"}, "bin"),
 ])
-def test_bad_arrays_are_bad_requests(bad, fragment):
+def test_bad_arrays_are_bad_requests_that_keep_the_request_id(bad, fragment):
+    message = P.unpack(msgpack.packb({"v": 1, "id": 5, "endpoint": "infer", "data": {"x": [bad]}}, use_bin_type=True))
     with pytest.raises(P.ProtocolError) as err:
-        P.unpack(msgpack.packb({"x": bad}, use_bin_type=True))
-    assert err.value.code == P.BAD_REQUEST and fragment in err.value.message
+        P.parse_request(message)
+    assert err.value.code == P.BAD_REQUEST and fragment in err.value.message and err.value.request_id == 5
 
 
 def test_garbage_truncated_and_oversized_payloads():
@@ -73,9 +74,11 @@ def test_pickle_is_never_accepted():
     arr = np.arange(3, dtype=object)
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=True)
+    message = P.unpack(msgpack.packb({"endpoint": "get_action",
+                                      "data": {"a": {"__ndarray_class__": True, "as_npy": buf.getvalue()}}}))
     with pytest.raises(P.ProtocolError) as err:
-        P.unpack(msgpack.packb({"a": {"__ndarray_class__": True, "as_npy": buf.getvalue()}}))
-    assert err.value.code == P.BAD_REQUEST
+        P.parse_request(message)
+    assert err.value.code == P.BAD_REQUEST and err.value.groot
     with pytest.raises(TypeError):
         P.pack(arr)
 

@@ -182,7 +182,7 @@ class SafetyFilter:
         self._target: np.ndarray | None = None      # latest safe (finite, in-limit) target
         self._last_cmd: np.ndarray | None = None    # what was last sent
         self._blend = 0.0
-        self._t_start = 0.0
+        self._t_start: float | None = None
         self._cmd_stamp: float | None = None
         self._hold_since = 0.0
         self._fade_start = 0.0
@@ -249,7 +249,7 @@ class SafetyFilter:
             self._q0 = clipped
             self._target = clipped.copy()
             self._last_cmd = clipped.copy()
-            self._t_start = now
+            self._t_start = None
             self._cmd_stamp = now
             self._blend = 0.0
             self._phase = Phase.RAMP
@@ -278,6 +278,8 @@ class SafetyFilter:
                 self._intervene("estop", self.estop_latch.reason or "estop", now)
                 self._begin_fade(now, f"e-stop: {self.estop_latch.reason}")
 
+            if self._t_start is None:
+                self._t_start = now      # the ramp starts at the first command: it is exactly q0
             if q_target is not None:
                 self._accept(q_target, now, now if command_stamp is None else command_stamp)
             self._watchdog(now)

@@ -242,12 +242,12 @@ def test_shared_estop_latch_reaches_every_filter():
     robot = RecordingRobot(EMB.default_pose)
     f = SafetyFilter(EMB, CFG, robot, estop=latch)
     f.start(EMB.default_pose, now=0.0)
-    robot.state_stamp = 0.01
-    f.step(EMB.default_pose, 0.01)
+    run_steps(f, robot, [EMB.default_pose] * 50)
     latch.trigger("keyboard")
-    robot.state_stamp = 0.02
-    f.step(EMB.default_pose, 0.02)
+    robot.state_stamp = 0.6
+    f.step(EMB.default_pose, 0.6)
     assert f.phase is Phase.FADE and "keyboard" in f.fade_reason
+    assert 0.0 < robot.sent[-1][1] < 0.3
 
 
 def test_step_before_start_and_bad_start_pose_are_refused():

@@ -1,0 +1,233 @@
+"""The control loop end to end against a real PolicyServer (torch engine on a tiny random bundle,
+real ZMQ client): ramp-in, limits and step clamp, NaN chunks, stale state, and the server going
+away mid-run. The motors are a recording double; its timestamps are what the assertions read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lara.embodiment import load_embodiment
+from robot.control import ControlConfig, ControlLoop, Observation
+from robot.interface import Robot, RobotState
+from robot.safety import Phase
+
+EMB = load_embodiment("g1")
+
+
+class RecordingRobot(Robot):
+    """The G1's motors stand-in: records (time, q, blend) of every send; the state tracks the
+    commands (ideal servo) and is stamped now, until ``freeze_state()``."""
+
+    def __init__(self, q0: np.ndarray | None = None) -> None:
+        self.q = (EMB.default_pose if q0 is None else q0).astype(np.float32).copy()
+        self.sent: list[tuple[float, np.ndarray, float]] = []
+        self._frozen_at: float | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def freeze_state(self) -> float:
+        self._frozen_at = time.monotonic()
+        return self._frozen_at
+
+    def read_state(self) -> RobotState | None:
+        with self._lock:
+            stamp = self._frozen_at if self._frozen_at is not None else time.monotonic()
+            return RobotState(q=self.q.copy(), stamp=stamp)
+
+    def send(self, q_target: np.ndarray, blend: float = 1.0) -> None:
+        with self._lock:
+            self.q = np.array(q_target, dtype=np.float32)
+            self.sent.append((time.monotonic(), self.q.copy(), float(blend)))
+
+
+@dataclasses.dataclass
+class Frame:
+    image: np.ndarray
+    stamp: float
+
+
+class StaticCamera:
+    """The head camera stand-in: a fixed image stamped at read time."""
+
+    def __init__(self, size=(224, 224)) -> None:
+        self.image = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+
+    def read(self) -> Frame:
+        return Frame(self.image, time.monotonic())
+
+
+def fast_config(**safety) -> ControlConfig:
+    """The default control config with a 1 s ramp-in (the shortest allowed) to keep tests short."""
+    cfg = ControlConfig.load("default")
+    return dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, **{"ramp_in_s": 1.0, **safety}))
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from lara.bundle import create_random_bundle
+    from runtime.engines import load_engine
+
+    path = create_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", preset="tiny", seed=0)
+    eng = load_engine(path, "torch")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def server(engine):
+    from runtime.server import PolicyServer
+
+    srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
+    yield srv
+    srv.stop()
+
+
+def client_infer(address: str, timeout_s: float = 1.0):
+    from runtime.client import PolicyClient
+
+    client = PolicyClient(address, timeout_s=timeout_s)
+
+    def infer(obs: Observation) -> np.ndarray:
+        return client.infer(obs.state, obs.images, deadline_ms=300).actions
+
+    return client, infer
+
+
+def run_in_thread(loop: ControlLoop, duration: float):
+    box = {}
+    t = threading.Thread(target=lambda: box.update(result=loop.run(duration)), daemon=True)
+    t.start()
+    return t, box
+
+
+def wait_for(cond, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def assert_sent_safe(robot: RecordingRobot, cfg: ControlConfig, q0: np.ndarray) -> np.ndarray:
+    qs = np.stack([q for _, q, _ in robot.sent])
+    assert np.all(np.isfinite(qs))
+    assert np.all(qs >= EMB.lower - 1e-6) and np.all(qs <= EMB.upper + 1e-6)
+    steps = np.abs(np.diff(np.concatenate([q0[None], qs]), axis=0))
+    assert np.all(steps <= cfg.safety.max_step(EMB) + 1e-5)
+    return qs
+
+
+def test_policy_run_ramps_in_from_the_measured_pose_and_fades_out_at_the_end(server):
+    q0 = EMB.default_pose.copy()
+    q0[EMB.group("left_arm").slice] += np.float32(0.25)       # the robot starts off its default
+    robot = RecordingRobot(q0)
+    client, infer = client_infer(server.address)
+    cfg = fast_config()
+    loop = ControlLoop(robot, StaticCamera(), infer, EMB, cfg)
+    try:
+        result = loop.run(duration_s=1.5)
+    finally:
+        client.close()
+    assert result.reason == "end of duration"
+    t_first, q_first, b_first = robot.sent[0]
+    np.testing.assert_allclose(q_first, q0, atol=1e-6)          # the first command is the measured pose
+    assert b_first == 0.0
+    assert_sent_safe(robot, cfg, q0)
+    blends = [b for _, _, b in robot.sent]
+    ramp = [b for t, _, b in robot.sent if t < t_first + cfg.safety.ramp_in_s]
+    assert all(b2 >= b1 for b1, b2 in zip(ramp, ramp[1:]))
+    assert max(blends) == 1.0 and blends[-1] == 0.0             # ran, then faded out on exit
+    assert result.scheduler["chunks"] >= 5
+    assert result.period_ms_p50 is not None and result.e2e_ms_p50 is not None
+    assert result.interventions.get("fade_out") == 1
+
+
+def test_adversarial_and_nan_chunks_never_reach_the_robot():
+    robot = RecordingRobot()
+    rng = np.random.default_rng(1)
+    calls = []
+
+    def hostile_policy(obs: Observation) -> np.ndarray:
+        calls.append(1)
+        chunk = rng.uniform(-40, 40, (8, EMB.dim)).astype(np.float32)    # far past every limit
+        if len(calls) % 3 == 0:
+            chunk[rng.integers(0, 8), rng.integers(0, EMB.dim)] = np.nan
+        if len(calls) % 5 == 0:
+            chunk[:, 5] = np.inf
+        time.sleep(0.02)
+        return chunk
+
+    cfg = fast_config()
+    loop = ControlLoop(robot, StaticCamera(), hostile_policy, EMB, cfg)
+    result = loop.run(duration_s=1.5)
+    assert_sent_safe(robot, cfg, EMB.default_pose)
+    assert result.interventions["non_finite"] > 0
+    assert result.interventions["joint_limit"] > 0 and result.interventions["step_clamp"] > 0
+
+
+def test_stale_state_holds_then_fades_out(server):
+    robot = RecordingRobot()
+    client, infer = client_infer(server.address)
+    cfg = fast_config()
+    loop = ControlLoop(robot, StaticCamera(), infer, EMB, cfg)
+    thread, box = run_in_thread(loop, 20.0)
+    try:
+        wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+        t_freeze = robot.freeze_state()                           # rt/lowstate stops
+        thread.join(10.0)
+    finally:
+        client.close()
+    assert not thread.is_alive()
+    assert box["result"].reason == "watchdog: stale state"
+    after = [(t, q, b) for t, q, b in robot.sent if t > t_freeze + cfg.safety.state_timeout_s + 0.02]
+    assert after, "nothing was sent after the state went stale"
+    for _, q, _ in after:
+        np.testing.assert_array_equal(q, after[0][1])           # holds: the policy no longer moves it
+    blends = [b for _, _, b in after]
+    assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
+    assert blends[-1] == 0.0 and after[-1][0] - t_freeze <= 3.0
+
+
+def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
+    from runtime.server import PolicyServer
+
+    srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
+    robot = RecordingRobot()
+    client, infer = client_infer(srv.address)
+    cfg = ControlConfig.load("default")                          # the shipped watchdog settings
+    loop = ControlLoop(robot, StaticCamera(), infer, EMB, dataclasses.replace(
+        cfg, safety=dataclasses.replace(cfg.safety, ramp_in_s=1.0)))
+    thread, box = run_in_thread(loop, 20.0)
+    try:
+        wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+        time.sleep(0.3)
+        srv.stop()                                               # the server is gone
+        t_kill = time.monotonic()
+        thread.join(10.0)
+    finally:
+        client.close()
+    assert not thread.is_alive()
+    result = box["result"]
+    assert result.reason == "watchdog: stale commands"
+    before = [q for t, q, b in robot.sent if t < t_kill - 0.3]
+    assert np.ptp(np.stack(before), axis=0).max() > 0            # the policy was moving the robot
+    assert loop.scheduler.last_received <= t_kill
+    held = [(t, q, b) for t, q, b in robot.sent if t >= t_kill + 0.2]
+    assert held, "nothing was published after the server died"
+    for _, q, _ in held:                                         # holding from 200 ms after the kill
+        np.testing.assert_array_equal(q, held[0][1])
+    blends = [b for _, _, b in held]
+    assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
+    t_zero = next(t for t, _, b in robot.sent if t >= t_kill and b == 0.0)
+    assert t_zero - t_kill <= 3.0                                # faded out within 3 s
+    assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] == t_zero   # nothing after blend 0
+    assert result.interventions["stale_command"] >= 1

@@ -68,6 +68,24 @@ def _text_config(hf_config):
     return text
 
 
+def _load_truncated(path: str, hf_config):
+    """``AutoModel.from_pretrained`` of a config whose LLM was cut short: the dropped layers'
+    weights are expected leftovers (not reported); any *missing* weight is an error."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModel.from_pretrained(path, config=hf_config, dtype=torch.float32, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if info.get("missing_keys"):
+        raise ConfigError(f"{path}: the checkpoint lacks weights {sorted(info['missing_keys'])[:8]} of "
+                          f"{type(model).__name__}; is it an Eagle-2-class VLM?")
+    return model
+
+
 class EagleBackbone(nn.Module):
     """A transformers VLM cut at an LLM layer. Build with :meth:`from_config`."""
 
@@ -107,8 +125,10 @@ class EagleBackbone(nn.Module):
             if select > text.num_hidden_layers:
                 raise ConfigError(f"backbone_select_layer {select} exceeds the LLM's {text.num_hidden_layers} layers")
             text.num_hidden_layers = select  # drop the layers after the feature layer
+            if isinstance(getattr(text, "layer_types", None), list):
+                text.layer_types = text.layer_types[:select]
             if load_weights:
-                model = AutoModel.from_pretrained(config.backbone_path, config=hf_config, dtype=torch.float32)
+                model = _load_truncated(config.backbone_path, hf_config)
             else:
                 model = AutoModel.from_config(hf_config, dtype=torch.float32)
             config.backbone_hf_config = hf_config.to_dict()

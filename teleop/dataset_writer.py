@@ -82,10 +82,14 @@ class LeRobotWriter:
         self._episode: _EpisodeBuffer | None = None
 
         wanted = self._features()
-        if resume:
-            self._open_existing(wanted)
-        else:
-            self._create(wanted, robot_type, chunks_size)
+        try:
+            if resume:
+                self._open_existing(wanted)
+            else:
+                self._create(wanted, robot_type, chunks_size)
+        except BaseException:
+            self._unlock()
+            raise
 
     # ------------------------------------------------------------------ set-up
 
@@ -112,6 +116,11 @@ class LeRobotWriter:
         for leftover in partial.iterdir():  # an episode that was being recorded at a crash
             if leftover.name != LOCK_NAME:
                 leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _create(self, features: dict, robot_type: str, chunks_size: int) -> None:
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
@@ -389,8 +398,7 @@ class LeRobotWriter:
         self.discard_episode()
         if self._lock_fd is not None:
             shutil.rmtree(self.root / fmt.PARTIAL_DIR, ignore_errors=True)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            self._unlock()
 
     def __enter__(self) -> "LeRobotWriter":
         return self

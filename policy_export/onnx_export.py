@@ -164,8 +164,12 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
                               f"{report.action_head:.3g}, chunk {report.chunk:.3g}); nothing was written")
         # the checks passed: move the files into onnx/ and record them
         out_dir.mkdir(exist_ok=True)
+        fresh = {p.name for p in staging.iterdir()}
         for p in staging.iterdir():
             os.replace(p, out_dir / p.name)
+        for p in out_dir.glob("*.onnx*"):   # graphs of an earlier export that this one does not repeat
+            if p.name not in fresh:
+                p.unlink()
     finally:
         _remove_tree(staging)
     parity = report.to_dict(ONNX_FP32_TOLERANCE)

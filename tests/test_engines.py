@@ -1,0 +1,107 @@
+"""The torch and ort engines behind one interface, on an exported tiny bundle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lara.bundle import create_random_bundle
+from policy_export.onnx_export import export_onnx
+from runtime.engine import Observation, make_noise
+from runtime.engines import ENGINE_KINDS, EngineError, load_engine
+from runtime.engines.optional import MissingExtraError, require
+from runtime.engines.ort_engine import resolve_provider
+
+TIMING_KEYS = {"preprocess", "backbone", "action_head", "postprocess", "total"}
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    path = create_random_bundle(tmp_path_factory.mktemp("engines") / "tiny", preset="tiny", seed=11)
+    export_onnx(path, log=lambda _: None)
+    return {"torch": load_engine(path, "torch", seed=1), "ort": load_engine(path, "ort", provider="cpu", seed=1)}
+
+
+def _observations(batch: int, seed: int = 0) -> list[Observation]:
+    rng = np.random.default_rng(seed)
+    return [Observation(images={"head": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)},
+                        state=rng.uniform(-0.5, 0.5, 28).astype(np.float32),
+                        instruction=None if i else "wave with the left hand") for i in range(batch)]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_same_noise_same_chunk_on_every_engine(engines, batch):
+    obs, noise = _observations(batch), make_noise(batch, 8, 32, seed=7)
+    results = {kind: e.infer(obs, noise) for kind, e in engines.items()}
+    for kind, r in results.items():
+        assert r.actions.shape == (batch, 8, 28) and r.actions.dtype == np.float32, kind
+        assert TIMING_KEYS <= set(r.timing_ms) and all(v >= 0 for v in r.timing_ms.values()), kind
+    np.testing.assert_allclose(results["ort"].actions, results["torch"].actions, atol=1e-4, rtol=0)
+    # and each engine is deterministic given the noise
+    np.testing.assert_array_equal(engines["ort"].infer(obs, noise).actions, results["ort"].actions)
+
+
+def test_different_noise_different_chunks(engines):
+    obs = _observations(1)
+    for kind, e in engines.items():
+        a = e.infer(obs, make_noise(1, 8, 32, seed=1)).actions
+        b = e.infer(obs, make_noise(1, 8, 32, seed=2)).actions
+        assert np.abs(a - b).max() > 1e-3, kind
+        # no noise: the engine draws its own, fresh each call
+        c, d = e.infer(obs).actions, e.infer(obs).actions
+        assert not np.array_equal(c, d), kind
+
+
+def test_chunks_are_inside_the_joint_limits(engines):
+    from lara.embodiment import load_embodiment
+
+    emb = load_embodiment("g1")
+    for kind, e in engines.items():
+        a = e.infer(_observations(2)).actions
+        assert np.all(a >= emb.lower - 1e-5) and np.all(a <= emb.upper + 1e-5), kind
+
+
+def test_bad_noise_and_empty_batch_are_refused(engines):
+    for e in engines.values():
+        with pytest.raises(ValueError, match="noise must have shape"):
+            e.infer(_observations(2), make_noise(1, 8, 32, seed=0))
+        bad = make_noise(1, 8, 32, seed=0)
+        bad[0, 0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            e.infer(_observations(1), bad)
+        with pytest.raises(ValueError, match="at least one observation"):
+            e.infer([])
+
+
+def test_metadata_describes_the_chunk(engines):
+    for kind, e in engines.items():
+        m = e.metadata
+        assert m["engine"] == kind and m["horizon"] == 8 and m["action_dim"] == 32
+        assert m["cameras"] == {"head": [224, 224]} and m["embodiment"]["dim"] == 28
+        assert m["model_id"] == engines["torch"].metadata["model_id"]
+    assert engines["ort"].metadata["provider"] == "CPUExecutionProvider"
+
+
+def test_provider_choice():
+    assert resolve_provider("auto", ["CPUExecutionProvider"]) == "cpu"
+    assert resolve_provider("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "cuda"
+    assert resolve_provider("CPU", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "cpu"
+    with pytest.raises(MissingExtraError, match=r"pip install 'lara-g1\[gpu\]'"):
+        resolve_provider("cuda", ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="unknown ONNX Runtime provider"):
+        resolve_provider("rocm", ["CPUExecutionProvider"])
+
+
+def test_unknown_kind_and_missing_extra(tmp_path):
+    assert ENGINE_KINDS == ("torch", "ort", "trt")
+    with pytest.raises(ValueError, match="unknown engine kind"):
+        load_engine(tmp_path, "tensorflow")
+    with pytest.raises(MissingExtraError, match=r"pip install 'lara-g1\[trt\]'"):
+        require("lara_g1_no_such_module", "trt", "TensorRT")
+
+
+def test_ort_engine_refuses_another_embodiment_id(engines):
+    ort = engines["ort"]
+    inputs = ort.spec.preprocessor(_observations(1))
+    inputs["embodiment_id"] = inputs["embodiment_id"] + 1
+    with pytest.raises(EngineError, match="embodiment id 0"):
+        ort.run_model(inputs, make_noise(1, 8, 32, seed=0))

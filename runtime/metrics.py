@@ -98,6 +98,11 @@ class ServingMetrics:
 
     # ------------------------------------------------------------------------------- readers
 
+    def last(self) -> tuple[tuple[str, np.ndarray | bytes] | None, np.ndarray | None]:
+        """The last (camera, frame) and action chunk, read together."""
+        with self._lock:
+            return self.last_frame, self.last_actions
+
     def _trim(self, now: float) -> None:
         while self._stamps and now - self._stamps[0] > self._rate_window_s:
             self._stamps.popleft()

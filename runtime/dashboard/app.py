@@ -52,17 +52,18 @@ def create_app(server: "PolicyServer") -> FastAPI:
 
     @app.get("/api/last_actions")
     def last_actions() -> JSONResponse:
-        actions = metrics.last_actions
+        frame, actions = metrics.last()
         emb = server.embodiment
         if actions is None:
-            return JSONResponse({"horizon": 0, "groups": {}}, headers=_NO_CACHE)
+            return JSONResponse({"horizon": 0, "camera": None, "groups": {}}, headers=_NO_CACHE)
         groups = {g: {"unit": unit, "joints": emb["joint_names"][s:e], "values": actions[:, s:e].T.tolist()}
                   for g, (s, e, unit) in emb["groups"].items()}
-        return JSONResponse({"horizon": int(actions.shape[0]), "groups": groups}, headers=_NO_CACHE)
+        return JSONResponse({"horizon": int(actions.shape[0]), "camera": frame[0] if frame else None,
+                             "groups": groups}, headers=_NO_CACHE)
 
     @app.get("/api/last_frame.jpg")
     def last_frame() -> Response:
-        last = metrics.last_frame
+        last, _ = metrics.last()
         if last is None:
             return Response(status_code=404, content=b"no frame received yet", media_type="text/plain")
         camera, frame = last

@@ -24,7 +24,7 @@ import numpy as np
 
 from lara.embodiment import Embodiment, load_embodiment
 from robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
-from robot.evaluation import EvaluationError, Task, TrialRecord, format_table, load_tasks, write_results
+from robot.evaluation import FULL, EvaluationError, Task, TrialRecord, format_table, load_tasks, write_results
 from robot.keyboard import KeyboardEStop, ask_yes_no
 from robot.safety import EStop, SafetyError
 
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--robot-config", default=None,
                         help="G1 config: sim, real or a YAML path (default: sim with --sim, else real)")
         sp.add_argument("--camera-config", default=None,
-                        help="camera config for the real robot (robot.cameras.make_camera); ignored with --sim")
+                        help="YAML camera config for the real robot (robot.cameras.make_camera; default a D455); ignored with --sim")
         sp.add_argument("--config", default="default", help="control config: a name in configs/control or a path")
         sp.add_argument("--instruction", help="language instruction (default: the task's)")
         sp.add_argument("--seed", type=int, default=0, help="sim scene seed")
@@ -125,8 +125,6 @@ class Session:
             from robot.sim.control import SimControl
 
             self.sim_control = SimControl(domain)
-            with contextlib.suppress(AttributeError):
-                self.stack.callback(self.sim_control.close)
             cfg = G1Config.load(args.robot_config or "sim").replace(domain_id=domain)
         else:
             cfg = G1Config.load(args.robot_config or "real")
@@ -142,7 +140,7 @@ class Session:
         else:
             from robot.cameras import make_camera
 
-            self.camera = make_camera(args.camera_config)
+            self.camera = make_camera(_camera_config(args.camera_config))
         self.camera.connect()
         self.stack.callback(self.camera.disconnect)
         log.info("policy %s (%s) at %s; robot %s on DDS domain %d; camera %s",
@@ -175,6 +173,21 @@ class Session:
         body = loop.status() if loop is not None else {"phase": "idle"}
         body.update(self.status_extra)
         return body
+
+
+def _camera_config(path: str | None) -> dict[str, Any]:
+    """The real robot's camera section: a YAML mapping for robot.cameras.make_camera; default the D455."""
+    if path is None:
+        return {"type": "realsense"}
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ControlError(f"cannot read --camera-config {path}: {exc}") from None
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ControlError(f"--camera-config {path} must be a mapping with a 'type' (realsense, sim, replay)")
+    return raw
 
 
 def _read_token(path: Path) -> str:
@@ -269,7 +282,7 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
                 for name, ok in (status.get("stages") or {}).items():
                     if name in stages and ok:
                         stages[name] = True
-                if stages["full"]:
+                if stages[FULL]:
                     stop.set()
             done.wait(0.1)
 
@@ -280,7 +293,7 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
     finally:
         done.set()
         t.join(2.0)
-    if stages["full"]:
+    if stages[FULL]:
         for s in stages:   # full success implies every stage, even if a poll missed one
             stages[s] = True
     return stages, result
@@ -291,7 +304,7 @@ def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tup
         result = loop.run(duration)
     stages: dict[str, bool] = {}
     for name in session.task.stages:
-        if name == "full" and not all(stages.values()):
+        if name == FULL and not all(stages.values()):
             stages[name] = False
             continue
         stages[name] = ask_yes_no(f"  stage {name!r} succeeded?")

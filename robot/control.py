@@ -40,6 +40,8 @@ class RunConfig:
     client_timeout_s: float = 1.0
     first_chunk_timeout_s: float = 30.0
     state_wait_s: float = 5.0
+    frame_wait_s: float = 0.05     # a request waits this long for a new frame, else takes the newest
+    frame_max_age_s: float = 0.5   # an older newest frame means the camera stalled
     stats_window: int = 6000
 
 
@@ -94,7 +96,8 @@ class ControlConfig:
             raise ControlError(str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise ControlError(f"{source}: run: {exc}") from None
-        if run.client_timeout_s <= 0 or run.first_chunk_timeout_s <= 0 or run.state_wait_s <= 0:
+        if min(run.client_timeout_s, run.first_chunk_timeout_s, run.state_wait_s, run.frame_wait_s,
+               run.frame_max_age_s) <= 0:
             raise ControlError(f"{source}: run timeouts must be > 0")
         if run.stats_window < 10:
             raise ControlError(f"{source}: run.stats_window must be >= 10")
@@ -108,6 +111,61 @@ class Observation:
     state: np.ndarray
     images: dict[str, np.ndarray]
     stamp: float
+
+
+class FrameGrabber:
+    """Reads the camera in its own thread and keeps the newest frame.
+
+    The policy requests then never wait on a slow camera longer than ``wait_s``: a request
+    takes the next new frame if one comes within ``wait_s``, else the newest it has. A frame
+    older than ``max_age_s`` is refused (the camera stalled): no new chunks, so the safety
+    filter's command watchdog holds and fades out.
+    """
+
+    def __init__(self, camera: Any, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.camera = camera
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._frame: Any = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
+        self.errors = 0
+
+    def start(self) -> "FrameGrabber":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.camera.read()
+            except Exception as exc:  # noqa: BLE001 - a camera hiccup; the age check reports a stall
+                self.errors += 1
+                if self.errors == 1 or self.errors % 100 == 0:
+                    log.warning("camera read failed (%d so far): %s", self.errors, exc)
+                self._stop.wait(0.01)
+                continue
+            with self._cond:
+                self._frame, self._seq = frame, self._seq + 1
+                self._cond.notify_all()
+
+    def next(self, after_seq: int, wait_s: float) -> tuple[Any, int]:
+        """A frame newer than ``after_seq`` if one comes within ``wait_s``, else the newest."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > after_seq, timeout=wait_s)
+            frame, seq = self._frame, self._seq
+        if frame is None:
+            raise ControlError("no camera frame yet")
+        age = self._clock() - float(frame.stamp)
+        if age > self.max_age_s:
+            raise ControlError(f"the newest camera frame is {1e3 * age:.0f} ms old: the camera stalled")
+        return frame, seq
 
 
 @dataclass
@@ -157,10 +215,14 @@ class ControlLoop:
         self._t_begin: float | None = None
         self._last_target: np.ndarray | None = None
         self._phase_note = "idle"
+        self._grabber: FrameGrabber | None = None
+        self._frame_seq = 0
 
     # -- observation --------------------------------------------------------------------------
     def observe(self) -> tuple[Observation, float]:
-        frame = self.camera.read()
+        """The newest frame and robot state, stamped with the older of the two."""
+        assert self._grabber is not None
+        frame, self._frame_seq = self._grabber.next(self._frame_seq, self.config.run.frame_wait_s)
         state = self.robot.read_state()
         if state is None:
             raise ControlError("no robot state")
@@ -179,6 +241,7 @@ class ControlLoop:
                            "on this DDS domain and interface?")
         if state is None:
             return self._result("stopped before start")
+        self._grabber = FrameGrabber(self.camera, self.config.run.frame_max_age_s, clock).start()
         self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock).start()
         self.filter = SafetyFilter(self.embodiment, self.config.safety, self.robot, estop=self.estop,
                                    clock=clock, sleep=self._sleep)
@@ -196,6 +259,7 @@ class ControlLoop:
             reason = self._loop(duration_s, stop)
         finally:
             self.requester.stop()
+            self._grabber.stop()
             self.filter.fade_out(reason)
             self._phase_note = "finished"
         return self._result(self.filter.fade_reason or reason)

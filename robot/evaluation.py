@@ -23,6 +23,9 @@ import yaml
 from configs import config_path
 
 
+FULL = "Full"  # the last stage of every task: full success
+
+
 class EvaluationError(ValueError):
     """A task or a trial record that does not fit the protocol."""
 
@@ -46,8 +49,8 @@ def load_tasks() -> dict[str, Task]:
         if not isinstance(t, Mapping) or not {"instruction", "stages", "trial_s"} <= set(t):
             raise EvaluationError(f"{path}: task {name!r} needs instruction, stages and trial_s")
         stages = tuple(str(s) for s in t["stages"])
-        if not stages or stages[-1] != "full" or len(set(stages)) != len(stages):
-            raise EvaluationError(f"{path}: task {name!r}: stages must be distinct and end with 'full'")
+        if not stages or stages[-1] != FULL or len(set(stages)) != len(stages):
+            raise EvaluationError(f"{path}: task {name!r}: stages must be distinct and end with {FULL!r}")
         tasks[str(name)] = Task(str(name), str(t["instruction"]), stages, float(t["trial_s"]))
     return tasks
 
@@ -62,9 +65,9 @@ def _ratio(num: float, den: float) -> float | None:
 
 # The paper's metrics per task: name -> function of the per-stage success rates.
 METRICS: dict[str, Callable[[Mapping[str, float]], dict[str, float | None]]] = {
-    "pick_place": lambda r: {"Pick": r["pick"], "Full": r["full"], "Place": _ratio(r["full"], r["pick"])},
-    "pour": lambda r: {"Grasp-Left": r["grasp_left"], "Grasp-Right": r["grasp_right"], "Full": r["full"],
-                       "Pour": _ratio(r["full"], r["grasp_left"] * r["grasp_right"])},
+    "pick_place": lambda r: {"Pick": r["Pick"], "Full": r["Full"], "Place": _ratio(r["Full"], r["Pick"])},
+    "pour": lambda r: {"Grasp-Left": r["Grasp-Left"], "Grasp-Right": r["Grasp-Right"], "Full": r["Full"],
+                       "Pour": _ratio(r["Full"], r["Grasp-Left"] * r["Grasp-Right"])},
 }
 
 
@@ -74,7 +77,7 @@ def normalise_trial(task: Task, stages: Mapping[str, Any]) -> dict[str, bool]:
     if missing:
         raise EvaluationError(f"trial of {task.name!r} lacks stages {missing} (got {sorted(stages)})")
     flags = {s: bool(stages[s]) for s in task.stages}
-    if flags["full"] and not all(flags[s] for s in task.stages[:-1]):
+    if flags[FULL] and not all(flags[s] for s in task.stages[:-1]):
         raise EvaluationError(f"trial of {task.name!r} marks full success without every earlier stage: {flags}")
     return flags
 

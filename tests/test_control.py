@@ -57,12 +57,13 @@ class Frame:
 
 
 class StaticCamera:
-    """The head camera stand-in: a fixed image stamped at read time."""
+    """The head camera stand-in: a fixed image at 30 fps, stamped at capture."""
 
     def __init__(self, size=(224, 224)) -> None:
         self.image = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
 
-    def read(self) -> Frame:
+    def read(self, timeout_s: float = 1.0) -> Frame:
+        time.sleep(1 / 30)
         return Frame(self.image, time.monotonic())
 
 

@@ -20,7 +20,7 @@ def test_pick_place_metrics():
     # 10 trials: 8 picks, 6 of them placed
     rows = [(1, 1)] * 6 + [(1, 0)] * 2 + [(0, 0)] * 2
     m = compute_metrics(TASKS["pick_place"], trials("pick_place", rows))
-    assert m["rates"] == {"pick": 0.8, "full": 0.6}
+    assert m["rates"] == {"Pick": 0.8, "Full": 0.6}
     assert m["metrics"]["Pick"] == pytest.approx(0.8)
     assert m["metrics"]["Full"] == pytest.approx(0.6)
     assert m["metrics"]["Place"] == pytest.approx(0.75)        # Full / Pick
@@ -44,9 +44,9 @@ def test_undefined_conditional_metric_is_none():
 
 def test_inconsistent_or_incomplete_trials_are_refused():
     with pytest.raises(EvaluationError, match="without every earlier stage"):
-        compute_metrics(TASKS["pick_place"], [{"pick": False, "full": True}])
+        compute_metrics(TASKS["pick_place"], [{"Pick": False, "Full": True}])
     with pytest.raises(EvaluationError, match="lacks stages"):
-        compute_metrics(TASKS["pour"], [{"grasp_left": True, "full": False}])
+        compute_metrics(TASKS["pour"], [{"Grasp-Left": True, "Full": False}])
     with pytest.raises(EvaluationError, match="no trials"):
         compute_metrics(TASKS["pour"], [])
 
@@ -60,10 +60,10 @@ def test_results_written_as_json_and_csv(tmp_path):
     assert loaded["metrics"] == summary["metrics"]
     assert loaded["metrics"]["Pour"] == pytest.approx(0.25 / (0.75 * 0.5))
     assert loaded["info"] == {"sim": True}
-    assert [t["grasp_left"] for t in loaded["per_trial"]] == [True, True, True, False]
+    assert [t["Grasp-Left"] for t in loaded["per_trial"]] == [True, True, True, False]
     with open(tmp_path / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["full"] for r in rows] == ["1", "0", "0", "0"]
+    assert [r["Full"] for r in rows] == ["1", "0", "0", "0"]
     with open(tmp_path / "metrics.csv") as fh:
         metrics = {r["metric"]: r["value"] for r in csv.DictReader(fh)}
     assert metrics["Grasp-Right"] == "0.5000" and metrics["Full"] == "0.2500"

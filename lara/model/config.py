@@ -126,7 +126,12 @@ class PolicyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise fail(f"{name} must be a positive integer, got {value!r}")
-        if self.adapter_layers < 0:
+        for name in ("preset", "embodiment", "default_instruction", "backbone"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise fail(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if not isinstance(self.tune_backbone, bool):
+            raise fail(f"tune_backbone must be true or false, got {self.tune_backbone!r}")
+        if not isinstance(self.adapter_layers, int) or self.adapter_layers < 0:
             raise fail(f"adapter_layers must be >= 0, got {self.adapter_layers}")
         if self.backbone not in BACKBONES:
             raise fail(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")

@@ -89,8 +89,10 @@ class LaraPolicy(nn.Module):
         Returns ``loss``, ``hidden`` (output of DiT block L-2, ``[B, 1 + H, width]``, for the
         alignment loss), ``t`` (the sampled flow times) and ``timestep`` (their buckets)."""
         cfg = self.config
-        t = sample_flow_time(actions.shape[0], cfg.noise_beta_alpha, cfg.noise_s, generator, actions.device)
-        noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=actions.dtype)
+        # draw on the generator's device (a CPU generator may drive a GPU model), then move
+        draw = generator.device if generator is not None else actions.device
+        t = sample_flow_time(actions.shape[0], cfg.noise_beta_alpha, cfg.noise_s, generator, draw).to(actions.device)
+        noise = torch.randn(actions.shape, generator=generator, device=draw, dtype=actions.dtype).to(actions.device)
         timestep = time_to_bucket(t, cfg.num_timestep_buckets)
         v, hidden = self.velocity(vl_features, state, interpolate(noise, actions, t), timestep, embodiment_id,
                                   return_hidden=True)

@@ -241,6 +241,7 @@ def _print_run(result: RunResult) -> None:
     print(f"run ended: {result.reason} after {result.duration_s:.1f} s, {result.ticks} commands")
     print(f"control period p50/p99: {ms(result.period_ms_p50)} / {ms(result.period_ms_p99)} ms")
     print(f"frame->command latency p50/p99: {ms(result.e2e_ms_p50)} / {ms(result.e2e_ms_p99)} ms")
+    print(f"infer round trip p50/p99: {ms(result.infer_rtt_ms_p50)} / {ms(result.infer_rtt_ms_p99)} ms")
     s = result.scheduler
     print(f"chunks: {s['chunks']} used, {s['chunks_dropped']} dropped stale, {s['actions_dropped']} stale actions "
           f"dropped; chunk latency p50/p99 {ms(s['chunk_latency_ms_p50'])} / {ms(s['chunk_latency_ms_p99'])} ms")

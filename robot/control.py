@@ -177,6 +177,8 @@ class RunResult:
     period_ms_p99: float | None
     e2e_ms_p50: float | None
     e2e_ms_p99: float | None
+    infer_rtt_ms_p50: float | None
+    infer_rtt_ms_p99: float | None
     interventions: dict[str, int]
     scheduler: dict[str, Any]
     request_errors: dict[str, int]
@@ -323,6 +325,8 @@ class ControlLoop:
             period_ms_p99=percentile_ms(self._periods, 99),
             e2e_ms_p50=percentile_ms(self._e2e, 50),
             e2e_ms_p99=percentile_ms(self._e2e, 99),
+            infer_rtt_ms_p50=percentile_ms(self.requester.round_trips, 50) if self.requester else None,
+            infer_rtt_ms_p99=percentile_ms(self.requester.round_trips, 99) if self.requester else None,
             interventions=self.filter.interventions if self.filter else {},
             scheduler=self.scheduler.stats(),
             request_errors=dict(self.requester.errors) if self.requester else {},
@@ -336,6 +340,7 @@ class ControlLoop:
         cmd = f.last_command if f is not None else None
         target = self._last_target
         periods = list(self._periods)[-1000:]
+        rtt = list(self.requester.round_trips) if self.requester else []
         return {
             "phase": f.phase.value if f is not None else "idle",
             "note": self._phase_note,
@@ -357,6 +362,8 @@ class ControlLoop:
             "latency": {
                 "e2e_ms_p50": percentile_ms(list(self._e2e)[-200:], 50),
                 "e2e_ms_p99": percentile_ms(list(self._e2e)[-200:], 99),
+                "infer_rtt_ms_p50": percentile_ms(rtt, 50),
+                "infer_rtt_ms_p99": percentile_ms(rtt, 99),
             },
             "chunks": self.scheduler.stats(),
             "request_errors": dict(self.requester.errors) if self.requester else {},

@@ -247,6 +247,7 @@ class ChunkRequester:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.requests = 0
+        self.round_trips: collections.deque[float] = collections.deque(maxlen=200)  # infer() calls, s
         self.errors: collections.Counter[str] = collections.Counter()
         self.last_error: str | None = None
 
@@ -274,7 +275,9 @@ class ChunkRequester:
             try:
                 observation, stamp = self._observe()
                 self.requests += 1
+                t_call = self._clock()
                 actions = self._infer(observation)
+                self.round_trips.append(self._clock() - t_call)
             except Exception as exc:  # noqa: BLE001 - any failure means "no chunk"; the watchdog acts
                 kind = type(exc).__name__
                 if self.errors[kind] == 0 or self.last_error != kind:

@@ -1,0 +1,66 @@
+"""The robot status page over real HTTP (uvicorn) while a control loop runs against a real
+PolicyServer: live joint and latency numbers, and the E-STOP button's POST really fades out."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from robot.control import ControlLoop
+from robot.dashboard import RobotDashboard
+from robot.safety import EStop, Phase
+from test_control import EMB, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for  # noqa: F401
+
+
+@pytest.fixture
+def served(engine):  # noqa: F811 - the module fixture imported above
+    from runtime.server import PolicyServer
+
+    srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
+    yield srv
+    srv.stop()
+
+
+def test_status_page_and_estop_over_http(served):
+    robot = RecordingRobot()
+    client, infer = client_infer(served.address)
+    estop = EStop()
+    loop = ControlLoop(robot, StaticCamera(), infer, EMB, fast_config(), estop=estop)
+    dash = RobotDashboard(loop.status, estop.trigger, "127.0.0.1", 0).start()
+    thread, box = run_in_thread(loop, 30.0)
+    try:
+        with httpx.Client(base_url=dash.url, timeout=5.0) as http:
+            wait_for(lambda: http.get("/healthz").status_code == 200)
+            wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+            wait_for(lambda: http.get("/api/status").json()["latency"]["e2e_ms_p50"] is not None)
+            status = http.get("/api/status").json()
+            assert status["phase"] == "run"
+            joints = status["joints"]
+            assert joints["names"] == list(EMB.joint_names)
+            assert len(joints["measured"]) == len(joints["command"]) == EMB.dim
+            assert status["loop"]["period_ms_p50"] > 0
+            assert status["chunks"]["chunks"] > 0 and status["safety"]["blend"] == 1.0
+            page = http.get("/").text
+            assert "E-STOP" in page and "/api/estop" in page
+
+            t_press = time.monotonic()
+            reply = http.post("/api/estop")
+            assert reply.status_code == 200 and reply.json()["estop"] is True
+            thread.join(10.0)
+            assert not thread.is_alive()
+            after = http.get("/api/status").json()
+            assert after["safety"]["estop"] == "dashboard"
+            assert after["safety"]["interventions"]["estop"] == 1
+    finally:
+        dash.stop()
+        client.close()
+    assert box["result"].reason == "e-stop: dashboard"
+    blends = [b for t, _, b in robot.sent if t > t_press]
+    assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
+    assert blends[-1] == 0.0
+    t_zero = next(t for t, _, b in robot.sent if b == 0.0 and t > t_press)
+    assert t_zero - t_press <= 3.0
+    held = [q for t, q, _ in robot.sent if t > t_press + 0.05]
+    assert np.ptp(np.stack(held), axis=0).max() == 0.0         # the e-stop holds the pose while fading

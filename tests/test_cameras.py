@@ -1,0 +1,70 @@
+"""Cameras: the simulated head camera over DDS, replay of a LeRobot dataset, config errors."""
+from __future__ import annotations
+
+import importlib.util
+import random
+import time
+
+import numpy as np
+import pytest
+
+from robot.cameras import CameraError, Frame, ReplayCamera, SimCamera, make_camera
+from robot.cameras.realsense import RealSenseCamera
+from robot.sim.process import SimProcess
+
+
+def test_sim_camera_delivers_frames_of_the_configured_size():
+    domain = random.randint(100, 230)
+    with SimProcess("pour", domain, render_size=(96, 128), camera_fps=10.0):
+        cam = make_camera({"type": "sim", "domain_id": domain})
+        assert isinstance(cam, SimCamera)
+        with cam:
+            first = cam.read(timeout_s=10.0)
+            second = cam.read(timeout_s=5.0)
+        for f in (first, second):
+            assert isinstance(f, Frame) and f.image.shape == (96, 128, 3) and f.image.dtype == np.uint8
+        assert second.index > first.index and second.stamp >= first.stamp
+        assert first.stamp <= time.monotonic()
+        assert first.image.std() > 5.0  # a rendered scene, not a blank buffer
+
+
+def test_sim_camera_times_out_clearly_without_a_sim():
+    cam = SimCamera(random.randint(100, 230))
+    cam.connect()
+    with pytest.raises(CameraError, match="no frame from lara-sim"):
+        cam.read(timeout_s=0.2)
+    cam.disconnect()
+
+
+def test_replay_camera_plays_a_lerobot_episode(tmp_path):
+    from lara.data.synthetic import write_synthetic_dataset
+
+    root = write_synthetic_dataset(tmp_path / "ds", episodes=1, frames_per_episode=6, image_size=(32, 48))
+    cam = make_camera({"type": "replay", "source": str(root), "realtime": False, "loop": False})
+    assert isinstance(cam, ReplayCamera)
+    with cam:
+        frames = [cam.read() for _ in range(6)]
+        with pytest.raises(CameraError, match="ended after 6 frames"):
+            cam.read()
+    assert [f.index for f in frames] == list(range(6))
+    assert all(f.image.shape == (32, 48, 3) for f in frames)
+    from lara.data.lerobot import LeRobotDataset
+    np.testing.assert_array_equal(frames[3].image, LeRobotDataset(root).frames("head", 0)[3])
+    bad = ReplayCamera(root, episode=5)
+    with pytest.raises(CameraError, match="episode 5 does not exist"):
+        bad.connect()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyrealsense2") is not None, reason="pyrealsense2 is installed")
+def test_realsense_without_the_extra_names_it():
+    with pytest.raises(ImportError, match=r"lara-g1\[realsense\]"):
+        RealSenseCamera({"serial": "123"}).connect()
+
+
+def test_make_camera_rejects_bad_configs():
+    with pytest.raises(ValueError, match="realsense, sim or replay"):
+        make_camera({"type": "webcam"})
+    with pytest.raises(ValueError, match="domain_id"):
+        make_camera({"type": "sim"})
+    with pytest.raises(ValueError, match="source"):
+        make_camera({"type": "replay"})

@@ -1,0 +1,50 @@
+"""Our IDL types are Unitree's: same type names, same bytes on the wire as unitree_sdk2py's."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from robot.dds.messages import (GoMotorCmd_, GoMotorState_, IMUState_, LowCmd_, LowState_, MotorCmd_,
+                                MotorCmds_, MotorState_, MotorStates_)
+
+
+def test_type_names_are_unitrees():
+    names = {t: t.__idl_typename__ for t in (LowCmd_, LowState_, MotorCmd_, MotorState_, IMUState_,
+                                              MotorCmds_, MotorStates_, GoMotorCmd_, GoMotorState_)}
+    assert names[LowCmd_] == "unitree_hg.msg.dds_.LowCmd_"
+    assert names[LowState_] == "unitree_hg.msg.dds_.LowState_"
+    assert names[IMUState_] == "unitree_hg.msg.dds_.IMUState_"
+    assert names[MotorCmds_] == "unitree_go.msg.dds_.MotorCmds_"
+    assert names[GoMotorState_] == "unitree_go.msg.dds_.MotorState_"
+
+
+def test_lowcmd_roundtrip():
+    msg = LowCmd_(mode_machine=4)
+    msg.motor_cmd[29].q = 0.5
+    data = msg.serialize()
+    back = LowCmd_.deserialize(data)
+    assert back.mode_machine == 4 and back.motor_cmd[29].q == pytest.approx(0.5)
+
+
+def test_same_bytes_as_unitree_sdk2py():
+    pytest.importorskip("unitree_sdk2py", reason="unitree_sdk2py (lara-g1[robot]) not installed")
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorCmd_ as UGoCmd, MotorCmds_ as UCmds
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorState_ as UGoState, MotorStates_ as UStates
+    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowCmd_ as ULowCmd, LowState_ as ULowState
+
+    rng = random.Random(5)
+    cmd = LowCmd_(mode_pr=1, mode_machine=5)
+    for i in range(35):
+        cmd.motor_cmd[i] = MotorCmd_(mode=1, q=rng.random(), kp=60.0, kd=1.5, reserve=i)
+    assert ULowCmd.deserialize(cmd.serialize()).serialize() == cmd.serialize()
+    state = LowState_(tick=99)
+    state.motor_state[20].q = 0.25
+    assert ULowState.deserialize(state.serialize()).serialize() == state.serialize()
+    assert LowState_.deserialize(state.serialize()).motor_state[20].q == pytest.approx(0.25)
+    ours = MotorCmds_(cmds=[GoMotorCmd_(mode=1, q=i / 12) for i in range(12)])
+    theirs = UCmds(cmds=[UGoCmd(mode=1, q=i / 12, dq=0, tau=0, kp=0, kd=0, reserve=[0, 0, 0]) for i in range(12)])
+    assert ours.serialize() == theirs.serialize()
+    st = MotorStates_(states=[GoMotorState_(q=0.5) for _ in range(12)])
+    assert UStates.deserialize(st.serialize()).states[11].q == pytest.approx(0.5)
+    assert UGoState.__idl_typename__ == GoMotorState_.__idl_typename__

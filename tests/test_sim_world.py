@@ -1,0 +1,131 @@
+"""The simulated G1's physics and task success detection, in process (no DDS, no policy)."""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from robot.kinematics import load_arm_chains
+from robot.sim.world import SimWorld
+
+
+def arm_cmd(world: SimWorld, q28: np.ndarray, blend: float = 1.0) -> None:
+    world.set_arm_command(q28[world.arm_idx], np.full(14, 80.0), np.full(14, 3.0), blend)
+
+
+def test_model_matches_the_kinematics_chains():
+    world = SimWorld("pick_place")
+    q = world.emb.default_pose.copy()
+    q[:14] = np.random.default_rng(0).uniform(-0.6, 0.6, 14)
+    world.set_joint_positions(q)
+    chains = load_arm_chains()
+    torso = world.data.body("torso_link")
+    for side, sl in (("left", slice(0, 7)), ("right", slice(7, 14))):
+        T = chains[side].fk(q[sl])
+        palm = world.data.body(chains[side].ee_name)
+        np.testing.assert_allclose(torso.xmat.reshape(3, 3) @ T[:3, 3] + torso.xpos, palm.xpos, atol=1e-6)
+
+
+def test_blend_weight_zero_holds_the_default_pose_and_one_tracks():
+    world = SimWorld("pick_place")
+    target = world.emb.default_pose.copy()
+    target[0], target[7] = -0.8, -0.8
+    arm_cmd(world, target, blend=0.0)
+    world.step(500)
+    q, _ = world.joint_state()
+    assert abs(q[0] - world.emb.default_pose[0]) < 0.1
+    arm_cmd(world, target, blend=1.0)
+    world.step(750)
+    q, _ = world.joint_state()
+    assert abs(q[0] - (-0.8)) < 0.12 and abs(q[7] - (-0.8)) < 0.12
+
+
+def test_seeds_randomise_object_poses_reproducibly():
+    world = SimWorld("pick_place", seed=1)
+    a = world.free_pose("tomato")[0], world.static_body_pos("basket")
+    world.reset(2)
+    b = world.free_pose("tomato")[0], world.static_body_pos("basket")
+    world.reset(1)
+    c = world.free_pose("tomato")[0], world.static_body_pos("basket")
+    assert not np.allclose(a[0], b[0]) and not np.allclose(a[1], b[1])
+    np.testing.assert_allclose(a[0], c[0])
+    np.testing.assert_allclose(a[1], c[1])
+
+
+def test_pick_place_full_fires_when_the_tomato_lies_in_the_basket():
+    world = SimWorld("pick_place", seed=4)
+    world.step(100)
+    assert world.status()["stages"] == {"Pick": False, "Full": False}
+    basket = world.static_body_pos("basket")
+    world.set_free_pose("tomato", basket + [0.0, 0.0, 0.05])
+    world.step(400)  # it falls into the basket and settles
+    assert world.status()["stages"]["Full"] is True
+    world.reset(4)
+    assert world.status()["stages"] == {"Pick": False, "Full": False}
+
+
+def test_pick_fires_when_a_closed_hand_lifts_the_tomato_and_release_drops_it():
+    world = SimWorld("pick_place", seed=0)
+    q = world.emb.default_pose.copy()
+    arm_cmd(world, q)
+    world.step(50)
+    # Put the tomato at the right hand's grasp point, then close the hand around it.
+    world.set_free_pose("tomato", world.grasp_point("right"))
+    right = world.emb.group("right_hand").slice
+    q[right] = 0.0
+    world.set_hand_targets(np.ones(6), q[right])
+    world.step(300)
+    assert world.holder("tomato") == "right"
+    q[7] = -0.9  # right shoulder pitch: lift
+    arm_cmd(world, q)
+    world.step(500)
+    assert world.status()["stages"]["Pick"] is True
+    assert world.status()["stages"]["Full"] is False
+    lifted = world.free_pose("tomato")[0][2]
+    world.set_hand_targets(np.ones(6), np.ones(6))
+    world.step(500)
+    assert world.holder("tomato") is None
+    z = world.free_pose("tomato")[0][2]
+    assert z < lifted - 0.03 and z == pytest.approx(world.task.rest_z, abs=0.01)  # released, it fell
+
+
+def test_a_closed_hand_far_from_objects_grasps_nothing():
+    world = SimWorld("pick_place", seed=0)
+    world.set_hand_targets(np.zeros(6), np.zeros(6))
+    world.step(300)
+    assert world.attached == {}
+
+
+def _quat_of(R: np.ndarray) -> np.ndarray:
+    q = np.empty(4)
+    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R).reshape(9))
+    return q
+
+
+def test_pour_stages():
+    world = SimWorld("pour", seed=2)
+    world.step(50)
+    world.set_free_pose("cup", world.grasp_point("left"))
+    world.set_free_pose("bottle", world.grasp_point("right"))
+    world.set_hand_targets(np.zeros(6), np.zeros(6))
+    world.step(300)
+    stages = world.status()["stages"]
+    assert stages == {"Grasp-Left": True, "Grasp-Right": True, "Full": False}
+    # Tilt the held bottle 90 degrees (held at a new relative pose) and put the cup under its mouth.
+    site = world._site_pose("right")
+    tilted = np.eye(4)
+    tilted[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # bottle axis (z) -> world -y
+    tilted[:3, 3] = site[:3, 3]
+    world.attached["bottle"] = ("right", np.linalg.inv(site) @ tilted)
+    world.step(1)
+    mouth = tilted[:3, 3] + np.array([0.0, -1.0, 0.0]) * (world.task.BOTTLE[1] + 0.03)
+    world.set_hand_targets(np.ones(6), np.zeros(6))  # the left hand lets the cup go
+    world.step(300)
+    world.set_free_pose("cup", [mouth[0], mouth[1], mouth[2] - world.task.CUP[1] - 0.05])
+    world.step(1)
+    assert world.status()["stages"]["Full"] is True
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown sim task"):
+        SimWorld("juggle")

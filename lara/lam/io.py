@@ -1,7 +1,9 @@
 """Saving and loading a LAM directory: ``config.json`` plus ``model.safetensors``.
 
 The directory holds every weight, the frozen encoder's included, so loading never needs the
-hub or the original encoder path. Inside a policy bundle this directory is ``lam/``.
+hub or the original encoder path. Inside a policy bundle this directory is ``lam/``; its
+``config.json`` (``format_version``, ``class``, ``config``) is the same whether
+:func:`save_lam` or :func:`lara.bundle.save_bundle` wrote it.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from lara.lam.config import LamConfig, LamConfigError
 from lara.lam.model import LatentActionModel
 
-FORMAT = "lara-lam"
 FORMAT_VERSION = 1
+CLASS_NAME = f"{LatentActionModel.__module__}.{LatentActionModel.__qualname__}"
 
 
 class LamLoadError(ValueError):
@@ -27,7 +29,7 @@ def save_lam(lam: LatentActionModel, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in lam.state_dict().items()}
     save_file(state, str(path / "model.safetensors"))
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": lam.config.to_dict()}
+    meta = {"format_version": FORMAT_VERSION, "class": CLASS_NAME, "config": lam.config.to_dict()}
     (path / "config.json").write_text(json.dumps(meta, indent=2))
     return path
 
@@ -42,10 +44,11 @@ def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActi
         meta = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
         raise LamLoadError(f"{config_file} is not valid JSON: {e}") from e
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise LamLoadError(
-            f"{config_file}: format {meta.get('format')!r} version {meta.get('format_version')!r}, "
-            f"expected {FORMAT!r} version {FORMAT_VERSION}")
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise LamLoadError(f"{config_file}: format version {version!r}, expected {FORMAT_VERSION}")
+    if meta.get("class", CLASS_NAME) != CLASS_NAME:
+        raise LamLoadError(f"{config_file}: holds a {meta['class']}, not a {CLASS_NAME}")
     try:
         config = LamConfig.from_dict(meta["config"])
     except (KeyError, TypeError, LamConfigError) as e:

@@ -1,0 +1,1 @@
+"""LARA training: the alignment, the joint objective, the loop and ``lara-train``."""

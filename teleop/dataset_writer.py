@@ -126,7 +126,7 @@ class LeRobotWriter:
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
             raise DatasetWriterError(f"{self.root}: exists and is not empty; pass resume=True "
                                      f"to add episodes to it, or choose a new directory")
-        self.root.mkdir(parents=True, exist_ok=True)
+        fmt.make_dirs_durable(self.root)
         self._lock()
         self.info = fmt.new_info(self.fps, features, robot_type, chunks_size)
         fmt.write_json_atomic(self.root / fmt.INFO_PATH, self.info)

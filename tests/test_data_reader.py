@@ -151,3 +151,18 @@ def test_malformed_datasets_raise_errors_naming_file_and_problem(known, tmp_path
     root = corrupt(known, tmp_path, truncate_video)
     with pytest.raises(DatasetFormatError, match=r"file-002\.mp4: frames \[15, 16, 17, 18, 19\]"):
         LeRobotDataset(root).frames("head", 2)
+
+
+def test_stats_fall_back_to_the_data_when_the_file_lacks_them(known, tmp_path):
+    def strip(r):
+        stats = json.loads((r / fmt.STATS_PATH).read_text())
+        for key in ("q01", "q10", "q50", "q90", "q99"):  # as written before LeRobot had quantiles
+            stats["action"].pop(key)
+        (r / fmt.STATS_PATH).write_text(json.dumps(stats))
+    root = corrupt(known, tmp_path, strip)
+    ds = LeRobotDataset(root)
+    actions = np.concatenate([[action_of(e, t) for t in range(n)] for e, n in enumerate(LENGTHS)])
+    np.testing.assert_allclose(ds.stats["action"]["q99"], np.quantile(actions, 0.99, axis=0))
+    assert ds.stats[KEY]["mean"].shape == (3, 1, 1)  # what the file has is kept
+    (root / fmt.STATS_PATH).unlink()
+    np.testing.assert_allclose(LeRobotDataset(root).stats["action"]["max"], actions.max(0))

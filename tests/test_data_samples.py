@@ -2,11 +2,14 @@
 synthetic dataset is valid and learnable."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from data_helpers import LENGTHS, TASKS, action_of, state_of, write_known_dataset
 
+from lara.data.format import DatasetFormatError
 from lara.data.lerobot import LeRobotDataset
 from lara.data.samples import LaraSampleDataset
 from lara.data.synthetic import COLOURS, GAIN, TASKS as SYN_TASKS, goal_pose, \
@@ -64,6 +67,13 @@ def test_bad_arguments(known):
         LaraSampleDataset(known, horizon=8, lam_offset=1, camera="wrist")
     with pytest.raises(IndexError):
         LaraSampleDataset(known, horizon=8, lam_offset=1)[sum(LENGTHS)]
+    assert len(LaraSampleDataset(known, horizon=8, lam_offset=1, embodiment="g1")) == sum(LENGTHS)
+    g1 = load_embodiment("g1")
+    swapped = dataclasses.replace(g1, joint_names=(g1.joint_names[7:14] + g1.joint_names[:7]
+                                                   + g1.joint_names[14:]))
+    with pytest.raises(DatasetFormatError, match="value 0 is 'left_shoulder_pitch', embodiment "
+                                                 "'g1' has 'right_shoulder_pitch'"):
+        LaraSampleDataset(known, horizon=8, lam_offset=1, embodiment=swapped)
 
 
 def test_synthetic_dataset_is_valid_and_actions_follow_image_and_state(tmp_path):

@@ -107,6 +107,11 @@ INJECTED = {
                    ["file-007.parquet: not referenced by any episode"]),
     "temp file": (lambda r: (r / "meta/.info.json.x1.tmp").write_text("{"),
                   [".info.json.x1.tmp: temporary file left by an interrupted write"]),
+    "dtype": (lambda r: edit_table(r / "data/chunk-000/file-001.parquet",
+                                   lambda t: t.set_column(t.column_names.index("action"), "action",
+                                                          t.column("action").cast(
+                                                              pa.list_(pa.float64(), 28)))),
+              ["column 'action' holds double, info.json declares float32"]),
     "no info": (lambda r: (r / fmt.INFO_PATH).unlink(), ["info.json: missing"]),
 }
 

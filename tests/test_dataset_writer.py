@@ -12,6 +12,7 @@ from data_helpers import DIM, FPS, LENGTHS, SIZE, TASKS, action_of, image_of, st
 
 from lara.data.lerobot import LeRobotDataset
 from lara.data.validate import validate_dataset
+from lara.data.video import available_encoder
 from lara.embodiment import load_embodiment
 from teleop.dataset_writer import DatasetWriterError, LeRobotWriter
 
@@ -192,3 +193,19 @@ def test_bad_input_is_refused_and_loses_nothing(tmp_path):
         LeRobotWriter(tmp_path / "odd", fps=FPS, cameras={"head": (47, 64)})
     assert validate_dataset(root) == []
     assert LeRobotDataset(root).num_episodes == 1
+
+
+@pytest.mark.parametrize("codec, label", [("mpeg4", "mpeg4"), ("libsvtav1", "av1")])
+def test_other_encoders_round_trip(tmp_path, codec, label):
+    try:
+        available_encoder(codec)
+    except RuntimeError:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    root = tmp_path / codec
+    with LeRobotWriter(root, fps=FPS, cameras={"head": SIZE}, codec=codec) as w:
+        write_episode(w, 0, 6, "a")
+    assert validate_dataset(root) == []
+    ds = LeRobotDataset(root)
+    assert ds.features[KEY]["info"]["video.codec"] == label
+    originals = np.stack([image_of(0, t) for t in range(6)]).astype(np.int16)
+    assert np.abs(ds.frames("head", 0).astype(np.int16) - originals).mean() < 4.0

@@ -162,16 +162,29 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs_durable(path: Path) -> None:
+    """``mkdir -p path``, fsyncing the parent of every directory it creates (a new directory
+    is only durable once the directory entry naming it is)."""
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
 def durable_replace(src: Path, dst: Path) -> None:
     """fsync ``src``, rename it over ``dst`` atomically, fsync the directory of ``dst``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs_durable(dst.parent)
     fsync_file(src)
     os.replace(src, dst)
     fsync_dir(dst.parent)
 
 
 def _temp_path(dst: Path) -> Path:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs_durable(dst.parent)
     fd, name = tempfile.mkstemp(prefix="." + dst.name + ".", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     return Path(name)

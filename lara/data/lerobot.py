@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from lara.data import format as fmt
 from lara.data.format import DatasetFormatError
-from lara.data.stats import Stats, load_stats
+from lara.data.stats import STAT_KEYS, Stats, load_stats
+from lara.data.stats import compute_stats as vector_stats
 from lara.data.video import read_frames
 
 #: Decoded frames kept per reader (whole episodes, least recently used dropped first).
@@ -152,10 +153,27 @@ class LeRobotDataset:
 
     @property
     def stats(self) -> Stats:
-        """meta/stats.json: {feature: {min, max, mean, std, count, q01, ..., q99}} (numpy)."""
+        """meta/stats.json: {feature: {min, max, mean, std, count, q01, ..., q99}} (numpy).
+
+        Where the file is missing, or lacks state/action entries (datasets written before
+        LeRobot added quantiles), those are computed from the data (:meth:`compute_stats`).
+        """
         if self._stats is None:
-            self._stats = load_stats(self.root)
+            path = self.root / fmt.STATS_PATH
+            stats = load_stats(self.root) if path.is_file() else {}
+            keys = (fmt.STATE_KEY, fmt.ACTION_KEY)
+            if any(k not in stats or any(s not in stats[k] for s in STAT_KEYS) for k in keys):
+                stats.update(self.compute_stats())
+            self._stats = stats
         return self._stats
+
+    def compute_stats(self) -> Stats:
+        """Exact state and action stats over every frame of every episode."""
+        episodes = [self.episode(i) for i in range(self.num_episodes)]
+        if not episodes:
+            raise DatasetFormatError(f"{self.root}: no episodes to compute stats from")
+        return {fmt.STATE_KEY: vector_stats(np.concatenate([e.states for e in episodes])),
+                fmt.ACTION_KEY: vector_stats(np.concatenate([e.actions for e in episodes]))}
 
     def image_size(self, camera: str) -> tuple[int, int]:
         return video_hw(self.features[self._video_key(camera)])

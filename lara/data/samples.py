@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from lara.data.format import DatasetFormatError
 from lara.data.lerobot import DEFAULT_FRAME_CACHE_BYTES, LeRobotDataset
 from lara.data.stats import Stats
+from lara.embodiment import Embodiment, load_embodiment
 
 
 class LaraSampleDataset(Dataset):
-    """Items (numpy arrays; torch's default collate turns them into tensors)::
+    """With ``embodiment`` (a name or an Embodiment) the dataset's joint names must match its
+    layout. Items (numpy arrays; torch's default collate turns them into tensors)::
 
         image          uint8 [H, W, 3]   frame t of ``camera``
         future_image   uint8 [H, W, 3]   frame min(t + lam_offset, T - 1)
@@ -30,6 +33,7 @@ class LaraSampleDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, horizon: int, lam_offset: int, camera: str = "head",
+                 embodiment: str | Embodiment | None = None,
                  frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
@@ -39,6 +43,9 @@ class LaraSampleDataset(Dataset):
         if camera not in self.dataset.cameras:
             raise KeyError(f"{self.dataset.root}: no camera {camera!r}; cameras: "
                            f"{self.dataset.cameras}")
+        if embodiment is not None:
+            self._check_layout(load_embodiment(embodiment) if isinstance(embodiment, str)
+                               else embodiment)
         self.horizon, self.lam_offset, self.camera = horizon, lam_offset, camera
         episodes = [self.dataset.episode(i) for i in range(self.dataset.num_episodes)]
         self._states = [e.states for e in episodes]
@@ -47,6 +54,21 @@ class LaraSampleDataset(Dataset):
         lengths = np.array([e.length for e in episodes], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])
         self._lengths = lengths
+
+    def _check_layout(self, embodiment: Embodiment) -> None:
+        """State and action must be the embodiment's joints, in its order."""
+        ds = self.dataset
+        for what, dim, names in (("observation.state", ds.state_dim, ds.state_names),
+                                 ("action", ds.action_dim, ds.action_names)):
+            if dim != embodiment.dim:
+                raise DatasetFormatError(f"{ds.root}: {what} has {dim} values, embodiment "
+                                         f"{embodiment.name!r} has {embodiment.dim} joints")
+            if isinstance(names, list) and names != list(embodiment.joint_names):
+                wrong = next(i for i, (a, b) in enumerate(zip(names, embodiment.joint_names))
+                             if a != b)
+                raise DatasetFormatError(f"{ds.root}: {what} value {wrong} is {names[wrong]!r}, "
+                                         f"embodiment {embodiment.name!r} has "
+                                         f"{embodiment.joint_names[wrong]!r} there")
 
     @property
     def stats(self) -> Stats:

@@ -23,6 +23,9 @@ from lara.data.stats import check_stats, load_stats
 from lara.data.video import VideoProbe, probe_video, read_frames
 
 TOL = fmt.TIMESTAMP_TOLERANCE_S
+#: Arrow's names for the numeric dtypes info.json declares.
+ARROW_NAMES = {"float32": {"float", "float32"}, "float64": {"double", "float64"},
+               "int64": {"int64"}, "int32": {"int32"}, "bool": {"bool"}}
 
 
 def validate_dataset(root: str | Path) -> list[str]:
@@ -177,6 +180,15 @@ class _Validator:
             self.add(f"{path}: column {col!r} declared in info.json is missing")
         for col in sorted(set(table.column_names) - declared):
             self.add(f"{path}: column {col!r} is not declared in info.json features")
+        for col in sorted(declared & set(table.column_names)):
+            arrow_type = table.schema.field(col).type
+            while hasattr(arrow_type, "value_type"):  # list / fixed-size list of values
+                arrow_type = arrow_type.value_type
+            declared_dtype = self.info["features"][col]["dtype"]
+            accepted = ARROW_NAMES.get(declared_dtype)
+            if accepted is not None and str(arrow_type) not in accepted:
+                self.add(f"{path}: column {col!r} holds {arrow_type}, info.json declares "
+                         f"{declared_dtype}")
 
     def check_episode_data(self, row: dict, values: dict[str, list[np.ndarray]]) -> None:
         e, length = int(row["episode_index"]), int(row["length"])

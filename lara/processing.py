@@ -93,11 +93,11 @@ class EagleTokenizer:
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` -> float32 ``[size, size, 3]`` in 0..255, bilinear with half-pixel centres."""
+    """uint8 ``[H, W, 3]`` -> float32 ``[size, size, 3]`` in 0..255, bilinear with half-pixel centres
+    (separable: rows first, then columns, touching only the source rows that are needed)."""
     h, w = image.shape[:2]
-    img = image.astype(np.float32)
     if (h, w) == (size, size):
-        return img
+        return image.astype(np.float32)
 
     def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pos = np.clip((np.arange(size, dtype=np.float64) + 0.5) * (n_in / size) - 0.5, 0, n_in - 1)
@@ -107,9 +107,10 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
 
     y0, y1, fy = axis(h)
     x0, x1, fx = axis(w)
-    top = img[y0][:, x0] * (1 - fx)[None, :, None] + img[y0][:, x1] * fx[None, :, None]
-    bottom = img[y1][:, x0] * (1 - fx)[None, :, None] + img[y1][:, x1] * fx[None, :, None]
-    return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
+    fy = fy[:, None, None]
+    rows = image[y0].astype(np.float32) * (1 - fy) + image[y1].astype(np.float32) * fy   # [size, W, 3]
+    fx = fx[None, :, None]
+    return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
 
 
 @dataclass

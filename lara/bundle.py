@@ -101,9 +101,17 @@ def save_bundle(path: str | Path, policy: LaraPolicy, config: PolicyConfig, stat
     config's default instruction). ``tokenizer``: the transformers tokenizer of an Eagle
     backbone (default: loaded from ``config.backbone_path``)."""
     path = Path(path)
+    built_from = getattr(policy, "config", None)
+    if built_from is not None and built_from != config:
+        differing = sorted(k for k, v in config.to_dict().items() if built_from.to_dict().get(k) != v)
+        raise BundleError(f"the policy was built from a different config than the one given: {differing}; "
+                          f"the bundle would not load")
     embodiment = load_embodiment(config.embodiment)
     if not isinstance(stats, NormStats):
-        stats = NormStats.from_dict(stats, embodiment.dim)
+        try:
+            stats = NormStats.from_dict(stats, embodiment.dim)
+        except StatsError as exc:
+            raise BundleError(f"cannot save the normalisation stats: {exc}") from exc
     path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
     _save_tensors(weights, policy)
@@ -144,10 +152,10 @@ class PolicyBundle:
     """A loaded bundle: the policy in eval mode and the processing that surrounds it."""
 
     path: Path
-    config: PolicyConfig
-    policy: LaraPolicy
-    stats: NormStats
-    preprocessor: Preprocessor
+    config: PolicyConfig = field(repr=False)
+    policy: LaraPolicy = field(repr=False)
+    stats: NormStats = field(repr=False)
+    preprocessor: Preprocessor = field(repr=False)
     model_id: str
     instructions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)

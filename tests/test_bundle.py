@@ -198,3 +198,13 @@ def test_save_accepts_dict_stats_and_writes_no_temporary_files(tmp_path):
     path = save_bundle(tmp_path / "b", policy, config, NormStats.from_embodiment(G1).to_dict())
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "stats.json"]
     assert load_bundle(path).config.dit_layers == 2
+
+
+def test_save_refuses_a_config_the_policy_was_not_built_from(tmp_path, bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    with pytest.raises(BundleError, match=r"built from a different config than the one given: \['dit_layers'\]"):
+        save_bundle(tmp_path / "b", bundle.policy, bundle.config.replace(dit_layers=6), bundle.stats)
+    with pytest.raises(BundleError, match=r"cannot save the normalisation stats: .*'action'"):
+        save_bundle(tmp_path / "b", bundle.policy, bundle.config, {"state": bundle.stats.state.to_dict()})
+    assert not (tmp_path / "b").exists()
+    assert "policy" not in repr(bundle) and bundle.model_id in repr(bundle)

@@ -166,3 +166,27 @@ def test_stats_fall_back_to_the_data_when_the_file_lacks_them(known, tmp_path):
     assert ds.stats[KEY]["mean"].shape == (3, 1, 1)  # what the file has is kept
     (root / fmt.STATS_PATH).unlink()
     np.testing.assert_allclose(LeRobotDataset(root).stats["action"]["max"], actions.max(0))
+
+
+def test_a_frame_missing_from_the_video_is_named_exactly(tmp_path):
+    import av
+    from fractions import Fraction
+
+    from lara.data.video import read_frames
+    path = tmp_path / "gap.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=FPS)
+        s.width, s.height, s.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        s.codec_context.gop_size = 4
+        for i in [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]:  # frame 5 was dropped
+            frame = av.VideoFrame.from_ndarray(image_of(0, i), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    with pytest.raises(DatasetFormatError, match=r"frames \[5\] of the span .* \(1 missing\)"):
+        read_frames(path, 0.0, 12 / FPS, FPS)
+    got = read_frames(path, 0.0, 12 / FPS, FPS, [11, 6, 4])
+    want = np.stack([image_of(0, i) for i in (11, 6, 4)]).astype(np.int16)
+    assert np.abs(got.astype(np.int16) - want).mean() < 6.0

@@ -261,8 +261,10 @@ class LeRobotDataset:
     def frames(self, camera: str, episode: int, indices: list[int] | None = None) -> np.ndarray:
         """uint8 [T, H, W, 3] RGB frames of ``episode`` (or only frames ``indices``).
 
-        Whole episodes that fit a quarter of the frame cache are decoded once and cached;
-        frames of bigger episodes are decoded by seeking to the keyframe before each.
+        Whole episodes that fit a quarter of the frame cache are decoded once and cached
+        (the whole-episode array returned then is the cached one, so it is read-only; pass
+        ``indices`` or copy it to get a writable array); frames of bigger episodes are
+        decoded by seeking to the keyframe before each.
         """
         key = self._video_key(camera)
         ep = self._info_of(episode)

@@ -113,7 +113,8 @@ def _frame_index(frame: av.VideoFrame, from_ts: float, fps: float, path: Path) -
 def read_frames(path: Path, from_ts: float, to_ts: float, fps: float,
                 indices: list[int] | None = None) -> np.ndarray:
     """Frames ``indices`` (default: all) of the span [from_ts, to_ts) of ``path`` as uint8
-    [N, H, W, 3] RGB, in the order given. Seeks to the keyframe before each far-away frame."""
+    [N, H, W, 3] RGB, in the order given. Seeks to the keyframe before each far-away frame
+    (and decodes from the file's start if a seek lands past it, as badly indexed files do)."""
     path = Path(path)
     count = int(round((to_ts - from_ts) * fps))
     wanted = list(range(count)) if indices is None else [int(i) for i in indices]
@@ -134,17 +135,21 @@ def read_frames(path: Path, from_ts: float, to_ts: float, fps: float,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         pos = 0  # index into targets of the next frame still wanted
+        from_start = False  # set when a seek overshot: decode from the file's start instead
         try:
             while pos < len(targets):
                 target = targets[pos]
-                seek_ts = from_ts + target / fps
+                seek_ts = 0.0 if from_start else from_ts + target / fps
                 container.seek(max(0, int(seek_ts / stream.time_base)), stream=stream,
                                backward=True, any_frame=False)
-                progressed = False
+                progressed = overshot = False
                 for frame in container.decode(stream):
                     idx = _frame_index(frame, from_ts, fps, path)
                     if idx < target:
                         continue
+                    if idx > target and not progressed:
+                        overshot = True  # the seek landed past the keyframe before the target
+                        break
                     if idx >= count:
                         break
                     if idx == targets[pos]:
@@ -155,8 +160,15 @@ def read_frames(path: Path, from_ts: float, to_ts: float, fps: float,
                             break
                     elif idx > targets[pos]:
                         break  # a wanted frame was skipped: not in the file
-                if not progressed:
-                    break
+                if progressed:
+                    from_start = False
+                elif overshot and not from_start and seek_ts > 0:
+                    from_start = True
+                elif overshot:  # decoded from the start and still not there: it is missing
+                    pos += 1
+                    from_start = False
+                else:
+                    break  # the stream ended before the target
         except av.error.FFmpegError as exc:
             raise DatasetFormatError(f"{path}: video decoding failed: {exc}") from exc
     missing = [t for t in targets if t not in found]

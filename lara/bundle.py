@@ -8,6 +8,7 @@ Layout (DESIGN.md §4)::
     stats.json         normalisation statistics (lara.processing.NormStats, q01/q99)
     tokenizer/         the transformers tokenizer (Eagle backbone only)
     lam/               the latent action model (training only): model.safetensors + config.json
+                       (format_version, class, config); lara.lam.io.load_lam reads it
     onnx/ trt/ manifest.json   written by lara-export
 
 Loading checks the format version, the embodiment, the weights' checksum, and every tensor's
@@ -302,25 +303,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> PolicyB
     return PolicyBundle(path=path, config=config, policy=policy, stats=stats,
                         preprocessor=Preprocessor(config, stats, tokenizer), model_id=str(raw["model_id"]),
                         instructions=list(instructions), extra=dict(raw.get("extra") or {}))
-
-
-def load_lam_state(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The LAM saved in a bundle: (``lam/config.json`` contents, state_dict)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    lam_dir = Path(path) / LAM_DIR
-    meta = _read_json(lam_dir / CONFIG_FILE, "the LAM config")
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{lam_dir / CONFIG_FILE}: format_version {meta.get('format_version') if isinstance(meta, dict) else None!r}, "
-                          f"expected {FORMAT_VERSION}")
-    weights = lam_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        raise BundleError(f"{weights}: missing (the LAM weights)")
-    try:
-        return meta, load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"{weights}: not a readable safetensors file: {exc}") from exc
 
 
 def create_random_bundle(path: str | Path, preset: str = "tiny", seed: int = 0, **overrides: Any) -> Path:

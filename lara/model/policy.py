@@ -116,9 +116,6 @@ class LaraPolicy(nn.Module):
         """The whole inference path: preprocessed inputs -> normalised padded actions ``[B, H, 32]``."""
         return self.sample(self.backbone_features(pixel_values, input_ids, attention_mask), state, embodiment_id, noise)
 
-    def parameter_counts(self) -> dict[str, int]:
-        return parameter_counts(self)
-
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameters per top-level child and in total (works on meta-device modules)."""

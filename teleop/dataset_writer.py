@@ -154,9 +154,10 @@ class LeRobotWriter:
                                          f"writes {feat['dtype']} {feat['shape']} named "
                                          f"{feat.get('names')}")
         self.info = info
-        episodes_present = any(fmt.episode_files(self.root))
-        self._tasks = fmt.read_tasks(self.root) if episodes_present else []
-        if episodes_present:
+        # tasks.parquet is written before the episode row that first uses a task, so it may
+        # hold a task of an episode lost in a crash: harmless, the task is simply reused.
+        self._tasks = fmt.read_tasks(self.root) if (self.root / fmt.TASKS_PATH).is_file() else []
+        if fmt.episode_files(self.root):
             for path in fmt.episode_files(self.root):
                 self._rows.extend(pq.read_table(path).to_pylist())
             self._rows.sort(key=lambda r: r["episode_index"])

@@ -34,6 +34,20 @@ while True:
     time.sleep(0.002)
 """
 
+RECORD_FIRST_EPISODE = """
+import sys
+from data_helpers import FPS, SIZE, action_of, image_of, state_of
+from teleop.dataset_writer import LeRobotWriter
+w = LeRobotWriter(sys.argv[1], fps=FPS, cameras={"head": SIZE})
+w.start_episode("pick up the cup")
+t = 0
+while True:
+    w.add_frame(state_of(0, t), action_of(0, t), {"head": image_of(0, t)})
+    t += 1
+    if t == 5:
+        print("recording episode 1", flush=True)
+"""
+
 # Kill the process inside save_episode() of episode 3, just before its k-th durable rename
 # (1 video, 2 data, 3 tasks, 4 episode rows = the commit point, 5 stats, 6 info).
 KILL_INSIDE_SAVE = """
@@ -118,3 +132,16 @@ def test_sigkill_inside_save_is_repaired_by_resume(tmp_path, kill_at):
     if committed:
         assert ds.episode(2).task == "a new task"
         assert ds.stats["observation.state"]["count"][0] == 12 + 5 + 20
+
+
+def test_sigkill_during_the_first_episode_then_resume(tmp_path):
+    root = tmp_path / "d"
+    proc = run_child(RECORD_FIRST_EPISODE, str(root), wait_for="recording episode 1")
+    assert proc.returncode == -signal.SIGKILL
+    assert any("no episodes" in p for p in validate_dataset(root))
+    with LeRobotWriter(root, fps=FPS, cameras={"head": SIZE}, resume=True) as w:
+        assert w.num_episodes == 0
+        write_episode(w, 0, LENGTHS[0], TASKS[0])
+    assert validate_dataset(root) == []
+    np.testing.assert_array_equal(LeRobotDataset(root).episode(0).states,
+                                  [state_of(0, t) for t in range(LENGTHS[0])])

@@ -33,9 +33,9 @@ class SimControl:
         next_send = 0.0
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if now >= next_send and self._writer.get_matched_subscriptions():
+            if now >= next_send:  # resent until answered: discovery may still be under way
                 self._writer.write(request)
-                next_send = now + 0.5
+                next_send = now + 0.25
             for reply in self._reader.take(N=16):
                 if isinstance(reply, SimReply_) and reply.request_id == rid:
                     data = json.loads(reply.body)

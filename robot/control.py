@@ -252,7 +252,7 @@ class ControlLoop:
             self._phase_note = "waiting for the first chunk"
             first = self._wait(lambda: self.scheduler.target(clock()), self.config.run.first_chunk_timeout_s,
                                stop, "no action chunk from the policy server within {:.1f} s "
-                               f"(request errors: {{errors}})")
+                               "(request errors: {errors})")
             if first is None:
                 return self._result("stopped before start")
             state = self.robot.read_state()

@@ -118,6 +118,12 @@ def wait_for(cond, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def wait_running(loop: ControlLoop, thread: threading.Thread, timeout: float = 20.0) -> None:
+    """Until the loop has ramped in; fails at once with the reason if the loop ended first."""
+    wait_for(lambda: (loop.filter is not None and loop.filter.phase is Phase.RUN) or not thread.is_alive(), timeout)
+    assert thread.is_alive(), f"the loop ended before running: {loop.filter and loop.filter.fade_reason}"
+
+
 def assert_sent_safe(robot: RecordingRobot, cfg: ControlConfig, q0: np.ndarray) -> np.ndarray:
     qs = np.stack([q for _, q, _ in robot.sent])
     assert np.all(np.isfinite(qs))
@@ -182,7 +188,7 @@ def test_stale_state_holds_then_fades_out(server):
     loop = ControlLoop(robot, StaticCamera(), infer, EMB, cfg)
     thread, box = run_in_thread(loop, 20.0)
     try:
-        wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+        wait_running(loop, thread)
         t_freeze = robot.freeze_state()                           # rt/lowstate stops
         thread.join(10.0)
     finally:
@@ -209,7 +215,7 @@ def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
         cfg, safety=dataclasses.replace(cfg.safety, ramp_in_s=1.0)))
     thread, box = run_in_thread(loop, 20.0)
     try:
-        wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+        wait_running(loop, thread)
         time.sleep(0.3)
         srv.stop()                                               # the server is gone
         t_kill = time.monotonic()

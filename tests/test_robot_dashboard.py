@@ -10,8 +10,8 @@ import pytest
 
 from robot.control import ControlLoop
 from robot.dashboard import RobotDashboard
-from robot.safety import EStop, Phase
-from test_control import EMB, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for  # noqa: F401
+from robot.safety import EStop
+from test_control import EMB, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for, wait_running  # noqa: F401
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_status_page_and_estop_over_http(served):
     try:
         with httpx.Client(base_url=dash.url, timeout=5.0) as http:
             wait_for(lambda: http.get("/healthz").status_code == 200)
-            wait_for(lambda: loop.filter is not None and loop.filter.phase is Phase.RUN)
+            wait_running(loop, thread)
             wait_for(lambda: http.get("/api/status").json()["latency"]["e2e_ms_p50"] is not None)
             status = http.get("/api/status").json()
             assert status["phase"] == "run"

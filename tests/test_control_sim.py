@@ -1,0 +1,255 @@
+"""The control path over real DDS on loopback against the simulated G1 (lara-sim subprocess) and a
+real lara-serve subprocess: what reaches rt/arm_sdk is read back by a DDS reader in the test.
+
+- `lara-robot run --sim`: the first command is the measured pose with blend 0, every command is
+  finite, in limits and CRC-valid, the run ends faded out, and its status page answers.
+- stale rt/lowstate (the sim frozen with SIGSTOP): the commands hold and fade out.
+- lara-serve killed (SIGKILL) mid-run: hold within 200 ms, faded out within 3 s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from robot.control import ControlLoop
+from robot.dds import participant as dds
+from robot.dds import topics
+from robot.dds.crc import lowcmd_crc
+from robot.dds.messages import LowCmd_
+from robot.g1 import G1Config, G1Robot
+from robot.sim.process import SimProcess
+from test_control import EMB, client_infer, fast_config, run_in_thread, wait_for, wait_running
+
+DOMAIN = random.randint(100, 230)
+SIM_CFG = G1Config.load("sim").replace(domain_id=DOMAIN)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ArmSdkRecorder:
+    """Records every rt/arm_sdk message seen on the test's domain: (receive time, arm q in the
+    embodiment layout (other joints NaN), blend weight, CRC valid)."""
+
+    def __init__(self, robot: G1Robot | None = None) -> None:
+        self.robot = robot                       # also record the measured pose at each message
+        self.states: list[np.ndarray] = []
+        self.reader = dds.reader(DOMAIN, topics.ARM_SDK, LowCmd_, "lo")
+        self.slots = []
+        for group, first in SIM_CFG.arm_motors.items():
+            g = EMB.group(group)
+            self.slots += [(g.start + k, first + k) for k in range(g.size)]
+        self.arm_idx = np.array([i for i, _ in self.slots])
+        self.messages: list[tuple[float, np.ndarray, float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ArmSdkRecorder":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self.reader.take(N=64):
+                if not isinstance(msg, LowCmd_):
+                    continue
+                q = np.full(EMB.dim, np.nan, dtype=np.float32)
+                for idx, slot in self.slots:
+                    q[idx] = msg.motor_cmd[slot].q
+                self.messages.append((time.monotonic(), q, float(msg.motor_cmd[SIM_CFG.blend_motor].q),
+                                      lowcmd_crc(msg) == msg.crc))
+                if self.robot is not None:
+                    self.states.append(self.robot.read_state().q)
+            time.sleep(0.001)
+
+    def since(self, t0: float):
+        return [m for m in self.messages if m[0] >= t0]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from lara.bundle import create_random_bundle
+
+    return create_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def serve(bundle, tmp_path_factory):
+    """A real lara-serve subprocess (torch engine); yields (process, address)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--policy", str(bundle), "--engine", "torch",
+                             "--bind", address, "--dashboard", "off"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    from runtime.client import PolicyClient, ServerTimeout
+
+    with PolicyClient(address, timeout_s=0.5) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "lara-serve exited during start-up"
+            try:
+                client.ping()
+                break
+            except ServerTimeout:
+                assert time.monotonic() < deadline, "lara-serve did not start"
+    yield proc, address
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimProcess("pour", DOMAIN, render_size=(96, 96), seed=0) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def robot(sim):
+    r = G1Robot(SIM_CFG, EMB)
+    r.connect()
+    r.wait_for_state(10.0)
+    yield r
+    r.disconnect()
+
+
+def sim_loop(robot, address):
+    from robot.cameras import SimCamera
+
+    camera = SimCamera(DOMAIN)
+    camera.connect()
+    client, infer = client_infer(address)
+    return ControlLoop(robot, camera, infer, EMB, fast_config()), client
+
+
+def assert_safe_stream(messages, arm_idx):
+    qs = np.stack([q[arm_idx] for _, q, _, _ in messages])
+    assert np.all(np.isfinite(qs))
+    assert np.all(qs >= EMB.lower[arm_idx] - 1e-5) and np.all(qs <= EMB.upper[arm_idx] + 1e-5)
+    assert all(0.0 <= b <= 1.0 for _, _, b, _ in messages)
+    assert all(ok for *_, ok in messages), "a command with a wrong CRC was published"
+
+
+def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
+    _, address = serve
+    cfg = yaml.safe_load(open(fast_config().source))
+    cfg["safety"]["ramp_in_s"] = 1.0
+    (tmp_path / "control.yaml").write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    with ArmSdkRecorder(robot) as rec:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "robot.cli", "run", "--task", "pour", "--sim", "--sim-running",
+             "--domain", str(DOMAIN), "--server", address, "--duration", "2.5",
+             "--config", str(tmp_path / "control.yaml"), "--dashboard", f"127.0.0.1:{port}",
+             "--json", str(tmp_path / "run.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        statuses = []
+        while proc.poll() is None:
+            try:
+                statuses.append(httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=1.0).json())
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        out = proc.stdout.read()
+        time.sleep(0.2)
+    assert proc.returncode == 0, out
+    msgs = rec.messages
+    assert len(msgs) > 100, out
+    arm = rec.arm_idx
+    t0, q0, b0, _ = msgs[0]
+    measured = rec.states[0]                                           # the sim's pose as it arrived
+    np.testing.assert_allclose(q0[arm], measured[arm], atol=5e-3)      # ramp-in from the measured pose
+    assert b0 == 0.0
+    assert_safe_stream(msgs, arm)
+    assert max(m[2] for m in msgs) == 1.0                               # ramped in fully
+    assert msgs[-1][2] == 0.0                                           # faded out at the end
+    result = json.loads((tmp_path / "run.json").read_text())
+    assert result["reason"] == "end of duration"
+    assert result["period_ms_p50"] > 0 and result["e2e_ms_p50"] > 0
+    assert "control period p50/p99" in out
+    running = [s for s in statuses if s.get("phase") in ("ramp", "run")]
+    assert running and running[-1]["task"] == "pour"
+    assert running[-1]["joints"]["command"] is not None
+
+
+def test_stale_lowstate_holds_and_fades_out(serve, sim, robot):
+    _, address = serve
+    loop, client = sim_loop(robot, address)
+    with ArmSdkRecorder() as rec:
+        thread, box = run_in_thread(loop, 20.0)
+        try:
+            wait_running(loop, thread)
+            os.kill(sim.proc.pid, signal.SIGSTOP)                      # rt/lowstate stops
+            t_stop = time.monotonic()
+            try:
+                thread.join(10.0)
+            finally:
+                os.kill(sim.proc.pid, signal.SIGCONT)
+        finally:
+            client.close()
+        time.sleep(0.2)
+    assert not thread.is_alive()
+    result = box["result"]
+    assert result.reason.startswith("watchdog"), result.reason
+    assert result.interventions.get("stale_state", 0) >= 1
+    after = rec.since(t_stop + loop.config.safety.state_timeout_s + 0.05)
+    assert after, "nothing published after the state went stale"
+    arm = rec.arm_idx
+    for _, q, _, _ in after:
+        np.testing.assert_array_equal(q[arm], after[0][1][arm])        # held
+    blends = [b for _, _, b, _ in after]
+    assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
+    assert blends[-1] == 0.0 and after[-1][0] - t_stop <= 3.0
+    assert_safe_stream(rec.messages, arm)
+
+
+def test_lara_serve_killed_mid_run_hold_within_200ms_fade_within_3s(serve, sim, robot):
+    proc, address = serve
+    wait_for(lambda: robot.read_state() is not None and time.monotonic() - robot.read_state().stamp < 0.05)
+    loop, client = sim_loop(robot, address)
+    with ArmSdkRecorder() as rec:
+        thread, box = run_in_thread(loop, 20.0)
+        try:
+            wait_running(loop, thread)
+            time.sleep(0.3)
+            proc.kill()                                                  # SIGKILL lara-serve
+            proc.wait(5)
+            t_kill = time.monotonic()
+            thread.join(10.0)
+        finally:
+            client.close()
+        time.sleep(0.2)
+    assert not thread.is_alive()
+    result = box["result"]
+    assert result.reason == "watchdog: stale commands", result.reason
+    assert loop.scheduler.last_received <= t_kill
+    arm = rec.arm_idx
+    held = rec.since(t_kill + 0.2)
+    assert held, "nothing published after lara-serve died"
+    for _, q, _, _ in held:                                            # holding 200 ms after the kill
+        np.testing.assert_array_equal(q[arm], held[0][1][arm])
+    blends = [b for _, _, b, _ in held]
+    assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
+    t_zero = next(t for t, _, b, _ in rec.since(t_kill) if b == 0.0)
+    assert t_zero - t_kill <= 3.0                                      # faded out within 3 s
+    assert_safe_stream(rec.messages, arm)

@@ -14,7 +14,8 @@ templates allow any number of files), written like this on ``save_episode()``:
 A kill before the commit point leaves only files that no episode row references; a kill
 after it leaves totals/stats one episode behind. Both are repaired by ``resume=True``, which
 deletes the unreferenced files and rewrites info and stats from the episode rows and data.
-The episode being recorded lives only in memory and in ``.partial/`` (ignored by readers).
+The episode being recorded lives only in memory and in ``.partial/`` (ignored by readers),
+where a lock file also keeps a second writer out of the dataset while one is open.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 
 from lara.data import format as fmt
 from lara.data.lerobot import LeRobotDataset
-from lara.data.stats import STATS_PATH, compute_stats, histogram_stats, image_histogram, to_json
+from lara.data.stats import compute_stats, histogram_stats, image_histogram, to_json
 from lara.data.video import CODEC_LABEL, VideoEncoder, available_encoder
 from lara.embodiment import Embodiment, load_embodiment
 
@@ -123,7 +124,8 @@ class LeRobotWriter:
             self._lock_fd = None
 
     def _create(self, features: dict, robot_type: str, chunks_size: int) -> None:
-        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+        if self.root.exists() and (not self.root.is_dir() or any(
+                p.name != fmt.PARTIAL_DIR for p in self.root.iterdir())):
             raise DatasetWriterError(f"{self.root}: exists and is not empty; pass resume=True "
                                      f"to add episodes to it, or choose a new directory")
         fmt.make_dirs_durable(self.root)
@@ -387,7 +389,7 @@ class LeRobotWriter:
                      fmt.ACTION_KEY: compute_stats(np.concatenate(self._actions))}
             for cam, hist in self._image_hist.items():
                 stats[fmt.camera_key(cam)] = histogram_stats(hist, self._image_frames[cam])
-            fmt.write_json_atomic(self.root / STATS_PATH, to_json(stats))
+            fmt.write_json_atomic(self.root / fmt.STATS_PATH, to_json(stats))
         total = sum(int(r["length"]) for r in self._rows)
         self.info.update(total_episodes=len(self._rows), total_frames=total,
                          total_tasks=len(self._tasks),

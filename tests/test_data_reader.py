@@ -81,7 +81,8 @@ def test_random_access_by_seeking_matches_full_decode(packed):
     seeking = LeRobotDataset(packed, frame_cache_bytes=0)  # nothing cached: every read seeks
     picks = [19, 0, 7, 7, 13]
     np.testing.assert_array_equal(seeking.frames("head", 2, picks), whole[picks])
-    np.testing.assert_array_equal(seeking.frames("head", 1, [4])[0], LeRobotDataset(packed).frames("head", 1)[4])
+    np.testing.assert_array_equal(seeking.frames("head", 1, [4])[0],
+                                  LeRobotDataset(packed).frames("head", 1)[4])
 
 
 def test_sample_dataset_on_lerobot_layout(packed):

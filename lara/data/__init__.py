@@ -1,3 +1,7 @@
-"""LeRobot v3.0 datasets: reading (:mod:`.lerobot`), training samples (:mod:`.samples`),
-statistics (:mod:`.stats`), validation (:mod:`.validate`), the synthetic set (:mod:`.synthetic`).
-The writer used by the recorder is :mod:`teleop.dataset_writer`."""
+"""LeRobot v3.0 datasets.
+
+:mod:`.format` (paths, field names, durable writes), :mod:`.video` (PyAV encode/decode),
+:mod:`.lerobot` (the reader), :mod:`.samples` (training samples), :mod:`.stats`,
+:mod:`.validate`, :mod:`.synthetic` (a small learnable dataset). The writer the recorder uses
+is :mod:`teleop.dataset_writer`.
+"""

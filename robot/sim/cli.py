@@ -28,16 +28,26 @@ def _parse_size(text: str) -> tuple[int, int] | None:
     return h, w
 
 
-def _check_gl(size) -> None:
-    """Open a GL context before starting; fall back from EGL to OSMesa, or say what is missing."""
-    import mujoco
+def _check_gl(size, argv: list[str], chosen_by_user: bool) -> None:
+    """Open a GL context before starting. If EGL fails and the user did not pick a backend,
+    restart once with OSMesa (the backend is fixed at mujoco's import); otherwise say what is
+    missing and stop."""
     try:
+        import mujoco  # the GL backend loads here; a missing OSMesa fails at import
+
         r = mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), size[0], size[1])
         r.close()
     except Exception as exc:  # mujoco raises plain Exceptions / FatalError for GL problems
-        raise SystemExit(f"lara-sim: cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')}: "
-                         f"{exc}. Install the Debian packages libegl1 libegl-mesa0 (EGL) or libosmesa6 "
-                         f"(MUJOCO_GL=osmesa), or run with --render none.") from exc
+        backend = os.environ.get("MUJOCO_GL")
+        if backend == "egl" and not chosen_by_user:
+            logging.warning("EGL offscreen rendering failed (%s); restarting with MUJOCO_GL=osmesa", exc)
+            os.environ["MUJOCO_GL"] = "osmesa"
+            os.environ.pop("PYOPENGL_PLATFORM", None)  # set to egl by the failed import
+            os.environ["LARA_SIM_GL_FALLBACK"] = "1"
+            os.execv(sys.executable, [sys.executable, "-m", "robot.sim.cli", *argv])
+        raise SystemExit(f"lara-sim: cannot render offscreen with MUJOCO_GL={backend}: {exc}. Install the "
+                         f"Debian packages libegl1 libegl-mesa0 (EGL) or libosmesa6 (MUJOCO_GL=osmesa), "
+                         f"or run with --render none.") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s lara-sim %(levelname)s %(message)s")
 
+    chosen_by_user = "MUJOCO_GL" in os.environ and not os.environ.get("LARA_SIM_GL_FALLBACK")
     os.environ.setdefault("MUJOCO_GL", "egl")
     if args.render is not None:
-        _check_gl(args.render)
+        _check_gl(args.render, sys.argv[1:] if argv is None else list(argv), chosen_by_user)
 
     from robot.sim.bridge import SimBridge
     from robot.sim.world import SimWorld

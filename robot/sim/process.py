@@ -46,7 +46,6 @@ class SimProcess:
     def start(self) -> "SimProcess":
         self._log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ)
-        env.setdefault("MUJOCO_GL", "egl")
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         reader = dds.reader(self.domain_id, topics.LOWSTATE, LowState_, self.interface)
         deadline = time.monotonic() + self.startup_timeout_s

@@ -59,21 +59,29 @@ def axis_angle_matrix(axis, angle: float) -> np.ndarray:
 
 
 def rotation_log(R: np.ndarray) -> np.ndarray:
-    """The rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix."""
-    cos_angle = np.clip((np.trace(R) - 1.0) * 0.5, -1.0, 1.0)
-    angle = float(np.arccos(cos_angle))
-    vee = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if angle < 1e-6:
-        return 0.5 * vee
-    if angle < np.pi - 1e-4:
-        return vee * (angle / (2.0 * np.sin(angle)))
-    # Near pi the antisymmetric part vanishes: take the axis from the symmetric part.
-    B = (R + np.eye(3)) * 0.5
-    i = int(np.argmax(np.diag(B)))
-    axis = B[:, i] / np.sqrt(max(B[i, i], 1e-12))
-    if vee @ axis < 0:
-        axis = -axis
-    return axis / np.linalg.norm(axis) * angle
+    """The rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix [..., 3, 3]."""
+    R = np.asarray(R, dtype=float)
+    trace = R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2]
+    angle = np.arccos(np.minimum(np.maximum((trace - 1.0) * 0.5, -1.0), 1.0))
+    vee = np.empty(R.shape[:-1])
+    vee[..., 0] = R[..., 2, 1] - R[..., 1, 2]
+    vee[..., 1] = R[..., 0, 2] - R[..., 2, 0]
+    vee[..., 2] = R[..., 1, 0] - R[..., 0, 1]
+    sin_angle = np.sin(angle)
+    small = angle < 1e-6
+    scale = np.where(small, 0.5, angle / (2.0 * np.where(small, 1.0, sin_angle)))
+    out = vee * scale[..., None]
+    near_pi = angle > np.pi - 1e-4
+    if np.any(near_pi):
+        # Near pi the antisymmetric part vanishes: take the axis from the symmetric part.
+        for idx in zip(*np.nonzero(near_pi)) if R.ndim > 2 else [()]:
+            B = (R[idx] + np.eye(3)) * 0.5
+            i = int(np.argmax(np.diag(B)))
+            axis = B[:, i] / np.sqrt(max(B[i, i], 1e-12))
+            if vee[idx] @ axis < 0:
+                axis = -axis
+            out[idx] = axis / np.linalg.norm(axis) * angle[idx]
+    return out
 
 
 def rotation_angle(R: np.ndarray) -> float:
@@ -129,33 +137,43 @@ class ArmChain:
 
     def _check(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=float)
-        if q.shape != (self.dof,):
-            raise ValueError(f"{self.side} arm: expected {self.dof} joint angles, got shape {q.shape}")
+        if q.shape[-1:] != (self.dof,):
+            raise ValueError(f"{self.side} arm: expected {self.dof} joint angles (last axis), "
+                             f"got shape {q.shape}")
         return q
 
     def joint_frames(self, q) -> np.ndarray:
-        """Frames of the joints' child links, [dof, 4, 4], in the base frame."""
+        """Frames of the joints' child links, [..., dof, 4, 4], in the base frame.
+
+        ``q`` is [dof] or a batch [..., dof] (the IK runs several restarts as one batch).
+        """
         q = self._check(q)
-        local = self._A + np.sin(q)[:, None, None] * self._B + (1.0 - np.cos(q))[:, None, None] * self._C
+        s, c = np.sin(q)[..., None, None], (1.0 - np.cos(q))[..., None, None]
+        local = self._A + s * self._B + c * self._C
         frames = np.empty_like(local)
-        T = np.eye(4)
-        for i in range(self.dof):
-            T = T @ local[i]
-            frames[i] = T
+        T = local[..., 0, :, :]
+        frames[..., 0, :, :] = T
+        for i in range(1, self.dof):
+            T = T @ local[..., i, :, :]
+            frames[..., i, :, :] = T
         return frames
 
     def fk(self, q) -> np.ndarray:
-        """End-effector pose (4x4) in the base frame."""
-        return self.joint_frames(q)[-1] @ self.ee
+        """End-effector pose ([..., 4, 4]) in the base frame."""
+        return self.joint_frames(q)[..., -1, :, :] @ self.ee
 
     def fk_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray]:
-        """End-effector pose and the 6 x dof geometric Jacobian, from one forward pass."""
+        """End-effector pose [..., 4, 4] and geometric Jacobian [..., 6, dof], from one pass."""
         frames = self.joint_frames(q)
-        T = frames[-1] @ self.ee
-        axes = np.einsum("nij,nj->ni", frames[:, :3, :3], self._axes)
-        J = np.empty((6, self.dof))
-        J[:3] = np.cross(axes, T[:3, 3] - frames[:, :3, 3]).T
-        J[3:] = axes.T
+        T = frames[..., -1, :, :] @ self.ee
+        # Joint axes in the base frame ([..., 3, dof]) and the lever arms to the end effector.
+        a = np.einsum("...nij,nj->...in", frames[..., :3, :3], self._axes)
+        r = T[..., :3, 3, None] - np.swapaxes(frames[..., :3, 3], -1, -2)
+        J = np.empty(a.shape[:-2] + (6, self.dof))
+        J[..., 0, :] = a[..., 1, :] * r[..., 2, :] - a[..., 2, :] * r[..., 1, :]
+        J[..., 1, :] = a[..., 2, :] * r[..., 0, :] - a[..., 0, :] * r[..., 2, :]
+        J[..., 2, :] = a[..., 0, :] * r[..., 1, :] - a[..., 1, :] * r[..., 0, :]
+        J[..., 3:, :] = a
         return T, J
 
     def jacobian(self, q) -> np.ndarray:

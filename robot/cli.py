@@ -24,7 +24,8 @@ import numpy as np
 
 from lara.embodiment import Embodiment, load_embodiment
 from robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
-from robot.evaluation import FULL, EvaluationError, Task, TrialRecord, format_table, load_tasks, write_results
+from robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
+                              write_results)
 from robot.keyboard import KeyboardEStop, ask_yes_no
 from robot.safety import EStop, SafetyError
 
@@ -303,13 +304,7 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
 def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[dict[str, bool], RunResult]:
     with KeyboardEStop(session.estop):
         result = loop.run(duration)
-    stages: dict[str, bool] = {}
-    for name in session.task.stages:
-        if name == FULL and not all(stages.values()):
-            stages[name] = False
-            continue
-        stages[name] = ask_yes_no(f"  stage {name!r} succeeded?")
-    return stages, result
+    return ask_stages(session.task, ask_yes_no), result
 
 
 def cmd_eval(args: argparse.Namespace, session: Session) -> int:
@@ -369,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ControlConfig.load(args.config)
         task = load_tasks()[args.task]
         embodiment = load_embodiment("g1")
-    except (ControlError, EvaluationError) as exc:
+        config.safety.max_step(embodiment)      # the rates name every joint group
+    except (ControlError, EvaluationError, SafetyError) as exc:
         print(f"lara-robot: {exc}", file=sys.stderr)
         return 2
     estop = EStop()

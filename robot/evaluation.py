@@ -82,6 +82,17 @@ def normalise_trial(task: Task, stages: Mapping[str, Any]) -> dict[str, bool]:
     return flags
 
 
+def ask_stages(task: Task, ask: Callable[[str], bool]) -> dict[str, bool]:
+    """The operator's per-stage answers, in order; Full is not asked when an earlier stage failed."""
+    stages: dict[str, bool] = {}
+    for name in task.stages:
+        if name == FULL and not all(stages.values()):
+            stages[name] = False
+        else:
+            stages[name] = bool(ask(f"  stage {name!r} succeeded?"))
+    return stages
+
+
 def compute_metrics(task: Task, trials: Sequence[Mapping[str, bool]]) -> dict[str, Any]:
     """Per-stage rates and the paper's metrics for ``trials`` (each {stage: success})."""
     if task.name not in METRICS:

@@ -2,7 +2,8 @@
 real lara-serve subprocess: what reaches rt/arm_sdk is read back by a DDS reader in the test.
 
 - `lara-robot run --sim`: the first command is the measured pose with blend 0, every command is
-  finite, in limits and CRC-valid, the run ends faded out, and its status page answers.
+  finite, in limits and CRC-valid, its status page answers, and Ctrl-C (SIGINT) fades it out.
+- `lara-robot eval --sim`: N trials scored from the sim's stages into metrics.json/CSV.
 - stale rt/lowstate (the sim frozen with SIGSTOP): the commands hold and fade out.
 - lara-serve killed (SIGKILL) mid-run: hold within 200 ms, faded out within 3 s.
 """
@@ -138,8 +139,20 @@ def sim_loop(robot, address):
 
     camera = SimCamera(DOMAIN)
     camera.connect()
+    # the sim is healthy again (after a reset or a SIGSTOP): a fresh frame and a fresh state
+    wait_for(lambda: time.monotonic() - camera.read(timeout_s=5.0).stamp < 0.2)
+    wait_for(lambda: time.monotonic() - robot.read_state().stamp < 0.05)
     client, infer = client_infer(address)
     return ControlLoop(robot, camera, infer, EMB, fast_config()), client
+
+
+def write_config(tmp_path, **safety):
+    """The shipped control config with a 1 s ramp-in (the shortest allowed), as a YAML file."""
+    cfg = yaml.safe_load(open(fast_config().source))
+    cfg["safety"].update({"ramp_in_s": 1.0, **safety})
+    path = tmp_path / "control.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 def assert_safe_stream(messages, arm_idx):
@@ -152,25 +165,28 @@ def assert_safe_stream(messages, arm_idx):
 
 def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
     _, address = serve
-    cfg = yaml.safe_load(open(fast_config().source))
-    cfg["safety"]["ramp_in_s"] = 1.0
-    (tmp_path / "control.yaml").write_text(yaml.safe_dump(cfg))
+    control_yaml = write_config(tmp_path)
     port = free_port()
     with ArmSdkRecorder(robot) as rec:
         proc = subprocess.Popen(
             [sys.executable, "-m", "robot.cli", "run", "--task", "pour", "--sim", "--sim-running",
-             "--domain", str(DOMAIN), "--server", address, "--duration", "2.5",
-             "--config", str(tmp_path / "control.yaml"), "--dashboard", f"127.0.0.1:{port}",
+             "--domain", str(DOMAIN), "--server", address,
+             "--config", str(control_yaml), "--dashboard", f"127.0.0.1:{port}",
              "--json", str(tmp_path / "run.json")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         statuses = []
-        while proc.poll() is None:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
             try:
                 statuses.append(httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=1.0).json())
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
-        out = proc.stdout.read()
+            if statuses and statuses[-1].get("phase") == "run" and statuses[-1]["uptime_s"] > 2.0:
+                proc.send_signal(signal.SIGINT)                         # Ctrl-C: fade out and exit
+                t_sigint = time.monotonic()
+                break
+            time.sleep(0.1)
+        out, _ = proc.communicate(timeout=20)
         time.sleep(0.2)
     assert proc.returncode == 0, out
     msgs = rec.messages
@@ -183,13 +199,34 @@ def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
     assert_safe_stream(msgs, arm)
     assert max(m[2] for m in msgs) == 1.0                               # ramped in fully
     assert msgs[-1][2] == 0.0                                           # faded out at the end
+    assert msgs[-1][0] - t_sigint <= 3.0
     result = json.loads((tmp_path / "run.json").read_text())
-    assert result["reason"] == "end of duration"
+    assert result["reason"] == "e-stop: SIGINT"
+    assert result["interventions"]["estop"] == 1
     assert result["period_ms_p50"] > 0 and result["e2e_ms_p50"] > 0
     assert "control period p50/p99" in out
     running = [s for s in statuses if s.get("phase") in ("ramp", "run")]
     assert running and running[-1]["task"] == "pour"
     assert running[-1]["joints"]["command"] is not None
+
+
+def test_lara_robot_eval_sim_writes_the_metrics(serve, sim, tmp_path):
+    _, address = serve
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot.cli", "eval", "--task", "pour", "--trials", "2", "--sim",
+         "--sim-running", "--domain", str(DOMAIN), "--server", address, "--trial-s", "1.5",
+         "--config", str(write_config(tmp_path, fade_s=0.5)), "--dashboard", "off", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["task"] == "pour" and summary["trials"] == 2
+    assert set(summary["metrics"]) == {"Grasp-Left", "Grasp-Right", "Full", "Pour"}
+    assert [t["trial"] for t in summary["per_trial"]] == [0, 1]
+    assert all(t["end_reason"] in ("end of duration", "stopped") for t in summary["per_trial"])
+    assert (out / "trials.csv").read_text().startswith("trial,Grasp-Left,Grasp-Right,Full,end_reason")
+    assert "Pour" in (out / "metrics.csv").read_text()
+    assert "task pour: 2 trials" in proc.stdout
 
 
 def test_stale_lowstate_holds_and_fades_out(serve, sim, robot):
@@ -225,7 +262,6 @@ def test_stale_lowstate_holds_and_fades_out(serve, sim, robot):
 
 def test_lara_serve_killed_mid_run_hold_within_200ms_fade_within_3s(serve, sim, robot):
     proc, address = serve
-    wait_for(lambda: robot.read_state() is not None and time.monotonic() - robot.read_state().stamp < 0.05)
     loop, client = sim_loop(robot, address)
     with ArmSdkRecorder() as rec:
         thread, box = run_in_thread(loop, 20.0)

@@ -69,3 +69,20 @@ def test_results_written_as_json_and_csv(tmp_path):
     assert metrics["Grasp-Right"] == "0.5000" and metrics["Full"] == "0.2500"
     table = format_table(summary)
     assert "Grasp-Left" in table and "3/4" in table
+
+
+def test_operator_is_not_asked_full_after_a_failed_stage():
+    asked = []
+
+    def answers(seq):
+        it = iter(seq)
+        return lambda q: (asked.append(q), next(it))[1]
+
+    from robot.evaluation import ask_stages
+
+    assert ask_stages(TASKS["pour"], answers([True, False])) == {
+        "Grasp-Left": True, "Grasp-Right": False, "Full": False}
+    assert len(asked) == 2
+    asked.clear()
+    assert ask_stages(TASKS["pick_place"], answers([True, True])) == {"Pick": True, "Full": True}
+    assert "'Full'" in asked[-1]

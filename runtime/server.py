@@ -397,7 +397,13 @@ class PolicyServer:
                 except queue.Empty:
                     continue
                 batch = self._collect(first)
-                self._run_batch(batch, pipe)
+                try:
+                    self._run_batch(batch, pipe)
+                except Exception:  # a bug of ours: answer everyone in the batch, keep the worker alive
+                    log.exception("internal error running a batch")
+                    for job in batch.jobs:
+                        self._reply(pipe, job, self._error(P.INTERNAL, "internal server error (see the server log)",
+                                                           job.request_id, job.groot, None))
         finally:
             pipe.close(0)
 
@@ -462,11 +468,15 @@ class PolicyServer:
             return
         actions, engine_ms, started = results
         self.metrics.record_batch(sum(len(j.observations) for j in live))
-        offset = 0
+        offset, served = 0, None
         for job in live:
             n = len(job.observations)
             chunk = actions[offset:offset + n]
             offset += n
+            if not np.all(np.isfinite(chunk)):  # never hand a robot NaN targets
+                self._reply(pipe, job, self._error(P.INTERNAL, "the engine produced non-finite actions for this "
+                                                               "request; nothing was sent", job.request_id, job.groot, None))
+                continue
             done = time.monotonic()
             timing = {"decode": job.decode_ms, "queue": (started - job.received) * 1000.0, **engine_ms,
                       "server": (done - job.received) * 1000.0}
@@ -476,9 +486,9 @@ class PolicyServer:
                 payload = P.pack(P.ok_reply(job.request_id, P.infer_result(chunk[0], timing, self.model_id)))
             self._reply(pipe, job, payload)
             self.metrics.record_latency(timing)
-        last = live[-1]
-        if last.frame is not None:
-            self.metrics.set_last(last.frame[0], last.frame[1], actions[-1])
+            served = (job, chunk[-1])
+        if served is not None and served[0].frame is not None:
+            self.metrics.set_last(served[0].frame[0], served[0].frame[1], served[1])
 
     def _infer(self, jobs: list[_Job]) -> tuple[np.ndarray, dict, float]:
         observations = list(itertools.chain.from_iterable(j.observations for j in jobs))

@@ -451,3 +451,45 @@ def test_groot_client_request_shape_is_answered(server, engine):
     finally:
         sock.close(0)
         ctx.term()
+
+
+# ----------------------------------------------------------------------------- engine faults
+
+class FaultyEngine(GatedEngine):
+    """The real engine, failing on instruction "explode" and emitting NaN for instruction "nan"."""
+
+    def infer(self, observations, noise=None):
+        if any(o.instruction == "explode" for o in observations):
+            raise ValueError("simulated engine failure")
+        result = super().infer(observations, noise)
+        for i, o in enumerate(observations):
+            if o.instruction == "nan":
+                result.actions[i, 3, 5] = np.nan
+        return result
+
+
+def test_engine_faults_only_fail_their_own_request(engine, camera):
+    faulty = FaultyEngine(engine.inner)
+    with PolicyServer(faulty, "tcp://127.0.0.1:*", max_batch=4, batch_window_ms=50) as srv:
+        clients = {name: Raw(srv.address, zmq.DEALER) for name in ("explode", "nan", "fine")}
+        faulty.gate.clear()
+        faulty.entered.clear()
+        try:
+            clients["fine"].send(infer_msg("warm", camera))
+            assert faulty.entered.wait(30)
+            for name, c in clients.items():
+                c.send(infer_msg(name, camera, instruction=name))
+            time.sleep(0.2)
+        finally:
+            faulty.gate.set()
+        assert clients["fine"].recv()["ok"]
+        replies = {name: c.recv() for name, c in clients.items()}
+        assert replies["fine"]["ok"] and replies["fine"]["id"] == "fine"
+        for name in ("explode", "nan"):
+            assert replies[name]["ok"] is False and replies[name]["error"]["code"] == "internal", replies[name]
+        assert "non-finite" in replies["nan"]["error"]["message"]
+        assert srv.running
+        clients["explode"].send(infer_msg("after", camera))
+        assert clients["explode"].recv()["ok"]
+        for c in clients.values():
+            c.close()

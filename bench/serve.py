@@ -1,0 +1,181 @@
+"""Serving benchmark: protocol and server overhead at batch 1, and throughput vs concurrent clients.
+
+    python bench/serve.py [--bundle B | --preset small] [--engine ort] [--duration 4] [--clients 1,4,8]
+
+In one run, on one machine:
+1. the engine's own time at batch 1 (``engine.infer`` called directly);
+2. the round-trip time of ``PolicyClient.infer`` through a local ``PolicyServer`` at batch 1, and
+   the overhead (round trip minus the engine time the server measured for the same request) as a
+   fraction of the engine time;
+3. throughput (chunks/s) with N concurrent clients (threads, one REQ socket each), batching on
+   (``--max-batch``) and off (max batch 1).
+
+Without ``--bundle`` a random bundle of ``--preset`` is created (and exported to ONNX for
+``--engine ort``) in a temporary directory. Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _bundle(args, tmp: Path) -> Path:
+    if args.bundle:
+        return Path(args.bundle)
+    from lara.bundle import create_random_bundle
+
+    path = create_random_bundle(tmp / f"bench-{args.preset}", preset=args.preset, seed=0)
+    if args.engine in ("ort", "trt"):
+        from policy_export.cli import main as lara_export
+
+        flags = ["--onnx"] if args.engine == "ort" else ["--trt"]
+        if lara_export([str(path), *flags, "--seed", "0"]) != 0:
+            raise SystemExit("export failed")
+    return path
+
+
+def _inputs(meta: dict, h: int, w: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cams = list(meta["cameras"])
+    images = {c: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for c in cams}
+    state = np.asarray(meta["embodiment"]["default_pose"], dtype=np.float32)
+    return state, images
+
+
+def engine_time(engine, state, images, n: int) -> list[float]:
+    from runtime.engine import Observation, make_noise
+
+    meta = engine.metadata
+    obs = [Observation(images=images, state=state)]
+    out = []
+    for i in range(n):
+        noise = make_noise(1, meta["horizon"], meta["action_dim"], i)
+        t = time.perf_counter()
+        engine.infer(obs, noise=noise)
+        out.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[float]]:
+    from runtime.client import PolicyClient
+
+    rtt, overhead = [], []
+    with PolicyClient(address, timeout_s=60) as c:
+        for i in range(n):
+            t = time.perf_counter()
+            reply = c.infer(state, images, noise_seed=i)
+            ms = (time.perf_counter() - t) * 1000.0
+            rtt.append(ms)
+            overhead.append(ms - reply.timing_ms["engine"])
+    return rtt, overhead
+
+
+def throughput(address: str, state, images, clients: int, duration: float) -> tuple[float, float]:
+    """Chunks per second over ``duration`` with ``clients`` closed-loop clients, and p50 latency."""
+    from runtime.client import PolicyClient
+
+    start = threading.Barrier(clients + 1)
+    done: list[list[float]] = [[] for _ in range(clients)]
+    window: dict[str, float] = {}
+
+    def run(k: int):
+        with PolicyClient(address, timeout_s=120) as c:
+            c.infer(state, images)  # connect and warm up before the clock starts
+            start.wait()
+            while True:
+                t = time.perf_counter()
+                c.infer(state, images)
+                now = time.perf_counter()
+                if now > window["end"]:
+                    break
+                done[k].append((now - t) * 1000.0)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for th in threads:
+        th.start()
+    window["end"] = float("inf")
+    start.wait()
+    t0 = time.perf_counter()
+    window["end"] = t0 + duration
+    for th in threads:
+        th.join()
+    lat = [x for d in done for x in d]
+    return len(lat) / duration, statistics.median(lat) if lat else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", help="policy bundle (default: a random one of --preset)")
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    p.add_argument("--engine", default="ort", choices=["ort", "torch", "trt"])
+    p.add_argument("--iters", type=int, default=40, help="batch-1 iterations for engine and round-trip times")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per throughput measurement")
+    p.add_argument("--clients", default="1,4,8")
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--batch-window-ms", type=float, default=2.0)
+    p.add_argument("--image", default="224x224", help="HxW of the frames sent (e.g. 480x640 for a D455)")
+    args = p.parse_args(argv)
+    h, w = (int(x) for x in args.image.lower().split("x"))
+    client_counts = [int(x) for x in args.clients.split(",")]
+
+    from runtime.engines import load_engine
+    from runtime.server import PolicyServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = _bundle(args, Path(tmp))
+        engine = load_engine(bundle, args.engine)
+        meta = engine.metadata
+        state, images = _inputs(meta, h, w)
+        engine_time(engine, state, images, 5)  # warm-up
+
+        # Alternate engine-only and round-trip blocks so drift (other load on the machine) hits both.
+        eng_ms, rtt_ms, over_ms = [], [], []
+        with PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=args.max_batch,
+                          batch_window_ms=args.batch_window_ms) as server:
+            round_trips(server.address, state, images, 3)
+            for _ in range(4):
+                eng_ms += engine_time(engine, state, images, args.iters // 4)
+                r, o = round_trips(server.address, state, images, args.iters // 4)
+                rtt_ms += r
+                over_ms += o
+        eng = statistics.median(eng_ms)
+        rtt = statistics.median(rtt_ms)
+        over = statistics.median(over_ms)
+
+        rows = []
+        for batching, max_batch in (("on", args.max_batch), ("off", 1)):
+            with PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=max_batch,
+                              batch_window_ms=args.batch_window_ms, queue_size=max(64, 4 * max(client_counts))) as server:
+                for n in client_counts:
+                    tput, p50 = throughput(server.address, state, images, n, args.duration)
+                    rows.append((batching, n, tput, p50))
+        engine.close()
+
+    print(f"\nlara-serve benchmark: bundle {meta['model_id']} ({args.preset if not args.bundle else bundle}), "
+          f"engine {args.engine}, frames {h}x{w}, {args.iters} iterations at batch 1")
+    print("\n| measure (batch 1) | median ms |\n|---|---|")
+    print(f"| engine.infer alone | {eng:.2f} |")
+    print(f"| client round trip through lara-serve | {rtt:.2f} |")
+    print(f"| overhead per request (round trip - server-measured engine time) | {over:.2f} |")
+    print(f"\noverhead ratio: {over / eng:.1%} of engine time (paired); "
+          f"round trip / engine alone: {rtt / eng:.3f}")
+    print(f"\n| batching | clients | chunks/s | p50 latency ms |\n|---|---|---|---|")
+    base = {b: t for b, n, t, _ in rows if n == client_counts[0]}
+    for b, n, t, p50 in rows:
+        print(f"| {b} (max batch {args.max_batch if b == 'on' else 1}) | {n} | {t:.1f} | {p50:.1f} |")
+    for b in ("on", "off"):
+        top = [t for bb, n, t, _ in rows if bb == b and n == client_counts[-1]]
+        if top and base.get(b):
+            print(f"throughput {client_counts[-1]} vs {client_counts[0]} clients, batching {b}: {top[0] / base[b]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ from robot.kinematics import (LINK_TO_MUJOCO, load_arm_chains, load_head_mount, 
 
 TORSO_HEIGHT = 0.80          # torso_link above the floor (G1 standing: pelvis ~0.75 m)
 TABLE_TOP = -0.05            # table surface in the torso frame (a 0.75 m table)
-TABLE_CENTER_X = 0.45
+TABLE_CENTER_X = 0.50
 TABLE_SIZE = (0.25, 0.45)    # half extents x, y
 CAMERA_FOVY = 65.0           # D455 colour: 90 x 65 deg
 ARM_LINK_MASS = (1.0, 0.6, 0.8, 0.6, 0.4, 0.2, 0.3)  # per arm joint's child link, kg (approximate)
@@ -155,6 +155,7 @@ def build_mjcf(objects_xml: str = "", embodiment: str = "g1") -> str:
   <option timestep="0.002" integrator="implicitfast" cone="elliptic" impratio="5"/>
   <visual><global offwidth="1280" offheight="960"/><quality shadowsize="1024"/></visual>
   <asset>
+    <texture name="sky" type="skybox" builtin="gradient" rgb1="0.75 0.78 0.82" rgb2="0.35 0.37 0.4" width="64" height="64"/>
     <texture name="grid" type="2d" builtin="checker" rgb1="0.32 0.34 0.36" rgb2="0.28 0.3 0.32" width="256" height="256"/>
     <material name="grid" texture="grid" texrepeat="8 8"/>
     <material name="wood" rgba="0.62 0.47 0.33 1"/>

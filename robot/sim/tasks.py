@@ -9,7 +9,8 @@
   cup's opening). Pour = Full / (Grasp-Left x Grasp-Right) in the evaluation.
 
 Stages latch: once reached in a trial they stay reached until the next reset. Object poses are
-randomised per reset seed within fixed regions of the table (torso frame, metres).
+randomised per reset seed within fixed regions of the table (metres, x forward from the
+torso, y left), all within the arms' reach (grasp point reachable to x = 0.45 m).
 """
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ class PickPlace(Task):
     stage_names = ("Pick", "Full")
     TOMATO_R = 0.032
     BASKET_INNER = (0.07, 0.09, 0.06)  # half x, half y, wall height
-    TOMATO_REGION = ((0.30, 0.38), (-0.24, -0.08))
-    BASKET_REGION = ((0.33, 0.40), (0.10, 0.22))
+    TOMATO_REGION = ((0.36, 0.43), (-0.24, -0.08))
+    BASKET_REGION = ((0.38, 0.44), (0.10, 0.22))
     graspable = {"tomato": TOMATO_R}
 
     def objects_xml(self) -> str:
@@ -98,8 +99,8 @@ class Pour(Task):
     stage_names = ("Grasp-Left", "Grasp-Right", "Full")
     BOTTLE = (0.028, 0.09)   # radius, half height
     CUP = (0.035, 0.045)
-    BOTTLE_REGION = ((0.30, 0.37), (-0.22, -0.10))
-    CUP_REGION = ((0.30, 0.37), (0.10, 0.22))
+    BOTTLE_REGION = ((0.36, 0.42), (-0.22, -0.10))
+    CUP_REGION = ((0.36, 0.42), (0.10, 0.22))
     TILT = np.deg2rad(60.0)
     graspable = {"bottle": BOTTLE[0], "cup": CUP[0]}
 

@@ -121,8 +121,10 @@ class Session:
             if not args.sim_running:
                 from robot.sim.process import SimProcess
 
+                # the sim camera at the policy rate, like the D455 at 30 fps
                 self.stack.enter_context(SimProcess(self.task.name, domain_id=domain,
-                                                    render_size=(int(size[0]), int(size[1])), seed=args.seed))
+                                                    render_size=(int(size[0]), int(size[1])), seed=args.seed,
+                                                    camera_fps=self.config.scheduler.policy_hz))
             from robot.sim.control import SimControl
 
             self.sim_control = SimControl(domain)
@@ -291,7 +293,8 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
     t = threading.Thread(target=monitor, name="sim-stages", daemon=True)
     t.start()
     try:
-        result = loop.run(duration, stop)
+        with KeyboardEStop(session.estop):
+            result = loop.run(duration, stop)
     finally:
         done.set()
         t.join(2.0)

@@ -22,10 +22,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
-from configs import config_path
 from lara.embodiment import Embodiment
 from robot.interface import Robot
-from robot.safety import EStop, SafetyConfig, SafetyError, SafetyFilter
+from robot.safety import EStop, SafetyConfig, SafetyError, SafetyFilter, control_config_path
 from robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
 
 log = logging.getLogger(__name__)
@@ -57,15 +56,10 @@ class ControlConfig:
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> "ControlConfig":
         """A bundled config by name (``default``) or a YAML file by path."""
-        path = Path(name_or_path)
-        if not path.suffix:
-            try:
-                path = config_path(f"control/{name_or_path}.yaml")
-            except FileNotFoundError:
-                raise ControlError(f"no control config named {name_or_path!r} (configs/control/) "
-                                   f"and no such file") from None
-        if not path.is_file():
-            raise ControlError(f"control config {path} does not exist")
+        try:
+            path = control_config_path(name_or_path)
+        except SafetyError as exc:
+            raise ControlError(str(exc)) from None
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -256,6 +250,8 @@ class ControlLoop:
             if first is None:
                 return self._result("stopped before start")
             state = self.robot.read_state()
+            if state is None:
+                raise ControlError("the robot state was lost before the start")
             self.filter.start(state.q, clock())
             self._phase_note = "running"
             reason = self._loop(duration_s, stop)

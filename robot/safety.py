@@ -28,10 +28,13 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import yaml
 
+from configs import config_path
 from lara.embodiment import Embodiment
 from robot.interface import Robot
 
@@ -43,6 +46,20 @@ _CONTINUOUS = ("joint_limit", "step_clamp")
 
 class SafetyError(ValueError):
     """A safety setting or a start condition that is not acceptable."""
+
+
+def control_config_path(name_or_path: str | Path) -> Path:
+    """A bundled control config by name (``default`` → ``configs/control/default.yaml``) or a path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        try:
+            return config_path(f"control/{name_or_path}.yaml")
+        except FileNotFoundError:
+            raise SafetyError(f"no control config named {name_or_path!r} in configs/control/ "
+                              f"and no such file") from None
+    if not path.is_file():
+        raise SafetyError(f"control config {path} does not exist")
+    return path
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,20 @@ class SafetyConfig:
     state_timeout_s: float = 0.15
     hold_s: float = 0.25
     fade_s: float = 2.0
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> "SafetyConfig":
+        """The ``safety:`` section of ``configs/control/<name>.yaml`` (or of a YAML file path).
+
+        The one entry point for every command source (lara-robot, lara-teleop)."""
+        path = control_config_path(name_or_path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise SafetyError(f"{path}: cannot read: {exc}") from exc
+        if not isinstance(raw, Mapping) or "safety" not in raw:
+            raise SafetyError(f"{path}: no 'safety' section")
+        return cls.from_dict(raw["safety"], f"{path}: safety")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<safety>") -> "SafetyConfig":

@@ -277,3 +277,9 @@ def test_max_velocity_must_cover_every_joint_group():
     cfg = SafetyConfig.from_dict({"max_velocity": {"left_arm": 1.0}})
     with pytest.raises(SafetyError, match="missing"):
         SafetyFilter(EMB, cfg, RecordingRobot(EMB.default_pose))
+
+
+def test_safety_config_loads_by_name_for_every_command_source():
+    assert SafetyConfig.load("default") == CFG
+    with pytest.raises(SafetyError, match="no control config named"):
+        SafetyConfig.load("nope")

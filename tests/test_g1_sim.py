@@ -177,3 +177,40 @@ def test_config_validation():
         cfg.replace(arm_motors={"left_arm": 15, "right_arm": 20})
     with pytest.raises(G1ConfigError, match="blend_motor"):
         cfg.replace(blend_motor=16)
+
+
+def test_lowcmd_sets_only_the_arm_motors_and_the_blend_weight(robot):
+    q = robot.emb.default_pose.copy()
+    q[:14] = np.linspace(-0.5, 0.5, 14)
+    cmd = robot.build_lowcmd(q, 0.4)
+    assert cmd.mode_machine == robot.mode_machine == 5
+    cfg = robot.config
+    for slot in range(35):
+        m = cmd.motor_cmd[slot]
+        if cfg.arm_motors["left_arm"] <= slot < cfg.arm_motors["left_arm"] + 7:
+            k = slot - cfg.arm_motors["left_arm"]
+            assert (m.mode, m.kp, m.kd) == (1, cfg.kp[k], cfg.kd[k])
+            assert m.q == pytest.approx(q[k])
+        elif cfg.arm_motors["right_arm"] <= slot < cfg.arm_motors["right_arm"] + 7:
+            k = slot - cfg.arm_motors["right_arm"]
+            assert (m.mode, m.kp, m.kd) == (1, cfg.kp[k], cfg.kd[k])
+            assert m.q == pytest.approx(q[7 + k])
+        elif slot == cfg.blend_motor:
+            assert m.q == pytest.approx(0.4) and m.mode == 0 and m.kp == 0
+        else:  # legs, waist, spare slots: untouched
+            assert (m.mode, m.q, m.dq, m.tau, m.kp, m.kd) == (0, 0, 0, 0, 0, 0)
+    assert cmd.crc == lowcmd_crc(cmd)
+
+
+def test_non_finite_commands_with_a_valid_crc_are_rejected_by_the_sim(robot, control):
+    control.reset("pick_place", seed=0)
+    before = control.status()["counters"]
+    writer = dds.writer(DOMAIN, topics.ARM_SDK, LowCmd_, "lo")
+    msg = robot.build_lowcmd(robot.emb.default_pose, 1.0)
+    msg.motor_cmd[15].q = float("nan")
+    msg.crc = lowcmd_crc(msg)
+    for _ in range(20):
+        writer.write(msg)
+        time.sleep(0.01)
+    after = wait_until(lambda: (c := control.status()["counters"])["nonfinite_rejected"] > before["nonfinite_rejected"] and c)
+    assert after["commands"] == before["commands"]

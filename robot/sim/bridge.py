@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class SimBridge:
         self.w_rep = dds.writer(domain_id, topics.SIM_REPLY, SimReply_, interface, qos=dds.RELIABLE)
         self.counters = {"commands": 0, "crc_rejected": 0, "nonfinite_rejected": 0, "hand_commands": 0,
                          "head_commands": 0, "states": 0, "frames": 0, "overruns": 0, "requests": 0}
-        self.render_ms: list[float] = []
+        self.render_ms: deque[float] = deque(maxlen=100)
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._replies: dict[int, SimReply_] = {}
@@ -142,7 +143,7 @@ class SimBridge:
         s = self.world.status()
         s["counters"] = dict(self.counters)
         if self.render_ms:
-            s["render_ms_mean"] = float(np.mean(self.render_ms[-100:]))
+            s["render_ms_mean"] = float(np.mean(self.render_ms))
         s["physics_rate_hz"] = self.physics_rate_hz
         return s
 

@@ -18,7 +18,7 @@ from typing import Any
 # ViT-MAE architectures (transformers' ViTMAEConfig keyword arguments) per preset.
 _MAE_TINY = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-    image_size=64, patch_size=8,
+    image_size=64, patch_size=16,
 )
 _MAE_BASE = dict(
     hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

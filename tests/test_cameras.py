@@ -10,12 +10,19 @@ import pytest
 
 from robot.cameras import CameraError, Frame, ReplayCamera, SimCamera, make_camera
 from robot.cameras.realsense import RealSenseCamera
-from robot.sim.process import SimProcess
+from robot.sim.process import SimProcess, SimProcessError
 
 
 def test_sim_camera_delivers_frames_of_the_configured_size():
     domain = random.randint(100, 230)
-    with SimProcess("pour", domain, render_size=(96, 128), camera_fps=10.0):
+    sim = SimProcess("pour", domain, render_size=(96, 128), camera_fps=10.0)
+    try:
+        sim.start()
+    except SimProcessError as exc:
+        if "cannot render offscreen" in str(exc):
+            pytest.skip(f"no offscreen OpenGL on this machine: {str(exc)[-300:]}")
+        raise
+    with sim:
         cam = make_camera({"type": "sim", "domain_id": domain})
         assert isinstance(cam, SimCamera)
         with cam:

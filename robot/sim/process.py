@@ -44,6 +44,9 @@ class SimProcess:
         return self._log.read()[-n:]
 
     def start(self) -> "SimProcess":
+        """Start lara-sim and wait for rt/lowstate (a no-op while it is already running)."""
+        if self.alive():
+            return self
         self._log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ)
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)

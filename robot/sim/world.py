@@ -60,7 +60,8 @@ class SimWorld:
         for side in ("left", "right"):
             acts = []
             for a, (name, joints) in zip(self.inspire.actuators, hand_joint_names(side).items()):
-                assert name == a.joint, (name, a.joint)
+                if name != a.joint:
+                    raise ValueError(f"Inspire actuator order {a.joint!r} does not match the sim hand's {name!r}")
                 gains = [1.0, ratios.get(name, 1.0)][:len(joints)]
                 acts.append(([m.actuator(j).id for j in joints], gains, m.joint(joints[0]).qposadr[0]))
             self._hand[side] = acts

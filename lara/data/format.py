@@ -321,6 +321,11 @@ def read_episode_rows(root: Path, info: dict) -> list[dict]:
         if missing:
             raise DatasetFormatError(f"{path}: missing episode columns {missing}")
         rows.extend(pq.read_table(path, columns=needed).to_pylist())
+    for row in rows:
+        if isinstance(row["tasks"], str):  # a single task stored as a bare string
+            row["tasks"] = [row["tasks"]]
+        elif row["tasks"] is None:
+            row["tasks"] = []
     rows.sort(key=lambda r: r["episode_index"])
     return rows
 

@@ -188,11 +188,8 @@ class LeRobotDataset:
                 file_index=row[f"videos/{key}/file_index"])
             videos[key] = VideoSpan(path, float(row[f"videos/{key}/from_timestamp"]),
                                     float(row[f"videos/{key}/to_timestamp"]))
-        tasks = row["tasks"]
-        if isinstance(tasks, str):
-            tasks = [tasks]
         return EpisodeInfo(index=int(row["episode_index"]), length=int(row["length"]),
-                           tasks=tuple(tasks or ()), data_path=data_path,
+                           tasks=tuple(row["tasks"]), data_path=data_path,
                            dataset_from_index=int(row["dataset_from_index"]),
                            dataset_to_index=int(row["dataset_to_index"]), videos=videos)
 

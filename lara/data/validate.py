@@ -148,7 +148,7 @@ class _Validator:
                 self.add(f"{where}: episode {e} starts at dataset index {lo}, the previous "
                          f"episode ends at {expected_from}")
             expected_from = hi
-            tasks = r["tasks"] or []
+            tasks = r["tasks"]
             if not tasks:
                 self.add(f"{where}: episode {e} lists no task")
             if self.tasks is not None:
@@ -229,7 +229,7 @@ class _Validator:
                          f"{fmt.TASKS_PATH} has {len(self.tasks)} tasks")
             else:
                 named = {self.tasks[int(i)] for i in np.unique(task_index)}
-                if not named <= set(row["tasks"] or []):
+                if not named <= set(row["tasks"]):
                     self.add(f"{path}: episode {e} rows name tasks {sorted(named)}, the episode "
                              f"row lists {row['tasks']}")
         for key in (fmt.STATE_KEY, fmt.ACTION_KEY):

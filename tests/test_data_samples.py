@@ -48,6 +48,20 @@ def test_items_across_episode_boundaries(known):
     assert (last_of_0["actions"] < 100).all()  # episode 1's values are >= 100
 
 
+def test_a_subset_of_episodes(known):
+    samples = LaraSampleDataset(known, horizon=3, lam_offset=1, episodes=[2, 0])
+    assert len(samples) == LENGTHS[2] + LENGTHS[0]
+    first, later = samples[0], samples[LENGTHS[2]]
+    assert (first["episode_index"], first["frame_index"]) == (2, 0)
+    assert (later["episode_index"], later["frame_index"]) == (0, 0)
+    np.testing.assert_array_equal(later["state"], state_of(0, 0))
+    np.testing.assert_array_equal(samples[LENGTHS[2] - 1]["actions"], [action_of(2, 19)] * 3)
+    with pytest.raises(IndexError, match="episode 5 out of range"):
+        LaraSampleDataset(known, horizon=3, lam_offset=1, episodes=[5])
+    with pytest.raises(ValueError, match="without repeats"):
+        LaraSampleDataset(known, horizon=3, lam_offset=1, episodes=[1, 1])
+
+
 def test_batches_through_a_dataloader(known):
     samples = LaraSampleDataset(known, horizon=4, lam_offset=0)
     batch = next(iter(torch.utils.data.DataLoader(samples, batch_size=5, shuffle=False)))

@@ -19,7 +19,8 @@ from lara.embodiment import Embodiment, load_embodiment
 
 
 class LaraSampleDataset(Dataset):
-    """With ``embodiment`` (a name or an Embodiment) the dataset's joint names must match its
+    """Samples of all episodes, or of ``episodes`` only (e.g. a train/validation split).
+    With ``embodiment`` (a name or an Embodiment) the dataset's joint names must match its
     layout. Items (numpy arrays; torch's default collate turns them into tensors)::
 
         image          uint8 [H, W, 3]   frame t of ``camera``
@@ -33,7 +34,7 @@ class LaraSampleDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, horizon: int, lam_offset: int, camera: str = "head",
-                 embodiment: str | Embodiment | None = None,
+                 embodiment: str | Embodiment | None = None, episodes: list[int] | None = None,
                  frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
@@ -47,11 +48,16 @@ class LaraSampleDataset(Dataset):
             self._check_layout(load_embodiment(embodiment) if isinstance(embodiment, str)
                                else embodiment)
         self.horizon, self.lam_offset, self.camera = horizon, lam_offset, camera
-        episodes = [self.dataset.episode(i) for i in range(self.dataset.num_episodes)]
-        self._states = [e.states for e in episodes]
-        self._actions = [e.actions for e in episodes]
-        self._tasks = [e.task for e in episodes]
-        lengths = np.array([e.length for e in episodes], dtype=np.int64)
+        chosen = list(range(self.dataset.num_episodes)) if episodes is None else \
+            [int(e) for e in episodes]
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise ValueError(f"episodes must be a non-empty list without repeats, got {episodes}")
+        loaded = [self.dataset.episode(i) for i in chosen]  # IndexError names a bad index
+        self._episodes = chosen
+        self._states = [e.states for e in loaded]
+        self._actions = [e.actions for e in loaded]
+        self._tasks = [e.task for e in loaded]
+        lengths = np.array([e.length for e in loaded], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])
         self._lengths = lengths
 
@@ -83,26 +89,27 @@ class LaraSampleDataset(Dataset):
         return int(self._starts[-1])
 
     def locate(self, item: int) -> tuple[int, int]:
-        """(episode_index, frame_index) of item ``item``."""
+        """(position in the chosen episodes, frame_index) of item ``item``."""
         if not -len(self) <= item < len(self):
             raise IndexError(f"item {item} out of range for {len(self)} samples")
         item %= len(self)
-        episode = int(np.searchsorted(self._starts, item, side="right") - 1)
-        return episode, int(item - self._starts[episode])
+        pos = int(np.searchsorted(self._starts, item, side="right") - 1)
+        return pos, int(item - self._starts[pos])
 
     def __getitem__(self, item: int) -> dict:
-        episode, t = self.locate(int(item))
-        last = int(self._lengths[episode]) - 1
+        pos, t = self.locate(int(item))
+        episode = self._episodes[pos]
+        last = int(self._lengths[pos]) - 1
         future = min(t + self.lam_offset, last)
         frames = self.dataset.frames(self.camera, episode, [t, future])
         steps = t + np.arange(self.horizon)
         return {
             "image": frames[0],
             "future_image": frames[1],
-            "state": self._states[episode][t],
-            "actions": self._actions[episode][np.minimum(steps, last)],
+            "state": self._states[pos][t],
+            "actions": self._actions[pos][np.minimum(steps, last)],
             "action_mask": steps <= last,
-            "instruction": self._tasks[episode],
+            "instruction": self._tasks[pos],
             "episode_index": episode,
             "frame_index": t,
         }

@@ -8,7 +8,7 @@ In one run, on one machine:
    the overhead (round trip minus the engine time the server measured for the same request) as a
    fraction of the engine time;
 3. throughput (chunks/s) with N concurrent clients (threads, one REQ socket each), batching on
-   (``--max-batch``) and off (max batch 1).
+   (``--max-batch``) and off (max batch 1), and the mean batch the engine was called with.
 
 Without ``--bundle`` a random bundle of ``--preset`` is created (and exported to ONNX for
 ``--engine ort``) in a temporary directory. Prints a Markdown table.
@@ -63,7 +63,8 @@ def engine_time(engine, state, images, n: int) -> list[float]:
     return out
 
 
-def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[float]]:
+def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[tuple[float, float]]]:
+    """Round-trip ms, and per request (round trip - the engine time the server measured, that engine time)."""
     from runtime.client import PolicyClient
 
     rtt, overhead = [], []
@@ -73,7 +74,7 @@ def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[
             reply = c.infer(state, images, noise_seed=i)
             ms = (time.perf_counter() - t) * 1000.0
             rtt.append(ms)
-            overhead.append(ms - reply.timing_ms["engine"])
+            overhead.append((ms - reply.timing_ms["engine"], reply.timing_ms["engine"]))
     return rtt, overhead
 
 
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", default="ort", choices=["ort", "torch", "trt"])
     p.add_argument("--iters", type=int, default=40, help="batch-1 iterations for engine and round-trip times")
     p.add_argument("--duration", type=float, default=4.0, help="seconds per throughput measurement")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of every throughput configuration")
     p.add_argument("--clients", default="1,4,8")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--batch-window-ms", type=float, default=2.0)
@@ -147,33 +149,59 @@ def main(argv: list[str] | None = None) -> int:
                 over_ms += o
         eng = statistics.median(eng_ms)
         rtt = statistics.median(rtt_ms)
-        over = statistics.median(over_ms)
+        over = statistics.median(o for o, _ in over_ms)
+        eng_in_server = statistics.median(e for _, e in over_ms)
+        ratio = statistics.median(o / e for o, e in over_ms)  # paired: robust to load drifting over the run
 
-        rows = []
-        for batching, max_batch in (("on", args.max_batch), ("off", 1)):
-            with PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=max_batch,
-                              batch_window_ms=args.batch_window_ms, queue_size=max(64, 4 * max(client_counts))) as server:
+        # Throughput: both servers up at once (used one at a time); configurations alternate over
+        # rounds so that load from elsewhere on the machine spreads over all of them.
+        servers = {"on": PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=args.max_batch,
+                                      batch_window_ms=args.batch_window_ms, queue_size=64).start(),
+                   "off": PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=1, queue_size=64).start()}
+        tput: dict[tuple[str, int], list[float]] = {}
+        lat: dict[tuple[str, int], list[float]] = {}
+        calls: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        try:
+            for _ in range(args.rounds):
                 for n in client_counts:
-                    tput, p50 = throughput(server.address, state, images, n, args.duration)
-                    rows.append((batching, n, tput, p50))
+                    for batching, server in servers.items():
+                        m = server.metrics
+                        before = (m.engine_calls, m.batched_observations)
+                        t, p50 = throughput(server.address, state, images, n, args.duration)
+                        tput.setdefault((batching, n), []).append(t)
+                        lat.setdefault((batching, n), []).append(p50)
+                        calls.setdefault((batching, n), []).append(
+                            (m.engine_calls - before[0], m.batched_observations - before[1]))
+        finally:
+            for server in servers.values():
+                server.stop()
+        rows = []
+        for (batching, n), ts in tput.items():
+            ncalls = sum(c for c, _ in calls[(batching, n)])
+            nobs = sum(o for _, o in calls[(batching, n)])
+            rows.append((batching, n, statistics.median(ts), statistics.median(lat[(batching, n)]),
+                         nobs / ncalls if ncalls else float("nan")))
+        rows.sort(key=lambda r: (r[0] != "on", r[1]))
         engine.close()
 
     print(f"\nlara-serve benchmark: bundle {meta['model_id']} ({args.preset if not args.bundle else bundle}), "
           f"engine {args.engine}, frames {h}x{w}, {args.iters} iterations at batch 1")
     print("\n| measure (batch 1) | median ms |\n|---|---|")
-    print(f"| engine.infer alone | {eng:.2f} |")
+    print(f"| engine.infer called directly | {eng:.2f} |")
+    print(f"| engine time measured inside the server | {eng_in_server:.2f} |")
     print(f"| client round trip through lara-serve | {rtt:.2f} |")
-    print(f"| overhead per request (round trip - server-measured engine time) | {over:.2f} |")
-    print(f"\noverhead ratio: {over / eng:.1%} of engine time (paired); "
-          f"round trip / engine alone: {rtt / eng:.3f}")
-    print(f"\n| batching | clients | chunks/s | p50 latency ms |\n|---|---|---|---|")
-    base = {b: t for b, n, t, _ in rows if n == client_counts[0]}
-    for b, n, t, p50 in rows:
-        print(f"| {b} (max batch {args.max_batch if b == 'on' else 1}) | {n} | {t:.1f} | {p50:.1f} |")
+    print(f"| overhead per request (round trip - that request's engine time) | {over:.2f} |")
+    print(f"\noverhead ratio (median over requests of overhead / engine time): {ratio:.1%}")
+    print(f"\nthroughput: median of {args.rounds} rounds of {args.duration:g} s per configuration, closed-loop clients")
+    print("\n| batching | clients | chunks/s | p50 latency ms | mean batch |\n|---|---|---|---|---|")
+    for b, n, t, p50, mb in rows:
+        print(f"| {b} (max batch {args.max_batch if b == 'on' else 1}) | {n} | {t:.2f} | {p50:.1f} | {mb:.2f} |")
+    first, last = client_counts[0], client_counts[-1]
     for b in ("on", "off"):
-        top = [t for bb, n, t, _ in rows if bb == b and n == client_counts[-1]]
-        if top and base.get(b):
-            print(f"throughput {client_counts[-1]} vs {client_counts[0]} clients, batching {b}: {top[0] / base[b]:.2f}x")
+        base = [t for bb, n, t, _, _ in rows if bb == b and n == first]
+        top = [t for bb, n, t, _, _ in rows if bb == b and n == last]
+        if base and top and base[0] > 0:
+            print(f"throughput {last} vs {first} clients, batching {b}: {top[0] / base[0]:.2f}x")
     return 0
 
 

@@ -43,6 +43,8 @@ class ServingMetrics:
         self.last_frame: tuple[str, np.ndarray | bytes] | None = None  # (camera, RGB array or JPEG bytes)
         self.last_actions: np.ndarray | None = None  # [H, dim]
         self.last_batch_size = 0
+        self.engine_calls = 0
+        self.batched_observations = 0
 
         self.registry = CollectorRegistry()
         self._p_latency = Histogram("lara_serve_latency_seconds", "Latency of served infer requests by stage",
@@ -84,7 +86,10 @@ class ServingMetrics:
             self._p_latency.labels(stage).observe(ms / 1000.0)
 
     def record_batch(self, size: int) -> None:
-        self.last_batch_size = size
+        with self._lock:
+            self.last_batch_size = size
+            self.engine_calls += 1
+            self.batched_observations += size
         self._p_batch.observe(size)
 
     def set_connected_clients(self, n: int) -> None:
@@ -153,4 +158,6 @@ class ServingMetrics:
             "errors_total": sum(errors.values()),
             "latency_ms": self.latency_percentiles(),
             "last_batch_size": self.last_batch_size,
+            "engine_calls": self.engine_calls,
+            "mean_batch_size": self.batched_observations / self.engine_calls if self.engine_calls else 0.0,
         }

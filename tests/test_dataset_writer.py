@@ -135,6 +135,8 @@ def test_discarded_episode_leaves_no_trace(tmp_path):
     np.testing.assert_array_equal(ds.episode(1).states, [state_of(1, t) for t in range(3)])
     assert validate_dataset(root) == []
     assert not (root / ".partial").exists()
+    for path in root.rglob("*"):  # readable by others (mkstemp alone would leave 0600)
+        assert path.stat().st_mode & 0o044 == 0o044, path
 
 
 def test_resume_appends_and_recomputes_stats(tmp_path):

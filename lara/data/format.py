@@ -186,6 +186,7 @@ def durable_replace(src: Path, dst: Path) -> None:
 def _temp_path(dst: Path) -> Path:
     make_dirs_durable(dst.parent)
     fd, name = tempfile.mkstemp(prefix="." + dst.name + ".", suffix=".tmp", dir=dst.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a dataset is meant to be read by others
     os.close(fd)
     return Path(name)
 

@@ -376,3 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset}: valid LeRobot {fmt.CODEBASE_VERSION} dataset, "
           f"{info['total_episodes']} episodes, {info['total_frames']} frames at {info['fps']} fps")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -141,6 +141,8 @@ def test_malformed_datasets_raise_errors_naming_file_and_problem(known, tmp_path
         ds.episode(3)
     with pytest.raises(KeyError, match="no camera 'wrist'"):
         ds.frames("wrist", 0)
+    with pytest.raises(IndexError, match=r"frames \[-1, 12\] outside episode 0's 12 frames"):
+        ds.frames("head", 0, [3, -1, 12])
     shutil.rmtree(root)
 
     def truncate_video(r):

@@ -265,6 +265,12 @@ class LeRobotDataset:
         """
         key = self._video_key(camera)
         ep = self._info_of(episode)
+        if indices is not None:
+            indices = [int(i) for i in indices]
+            bad = [i for i in indices if not 0 <= i < ep.length]
+            if bad:
+                raise IndexError(f"{self.root}: frames {bad[:5]} outside episode {ep.index}'s "
+                                 f"{ep.length} frames")
         span = ep.videos[key]
         cache_key = (key, ep.index)
         if cache_key in self._frame_cache:
@@ -275,13 +281,13 @@ class LeRobotDataset:
         episode_bytes = ep.length * h * w * 3
         if indices is not None and episode_bytes > self._frame_cache_bytes // 4:
             return read_frames(span.path, span.from_timestamp, span.to_timestamp, self.fps,
-                               list(indices))
+                               indices)
         frames = read_frames(span.path, span.from_timestamp, span.to_timestamp, self.fps)
         if len(frames) != ep.length:
             raise DatasetFormatError(f"{span.path}: {len(frames)} frames in the span of episode "
                                      f"{ep.index}, its length is {ep.length}")
-        frames.setflags(write=False)
         if episode_bytes <= self._frame_cache_bytes // 4:
+            frames.setflags(write=False)
             self._frame_cache[cache_key] = frames
             while sum(f.nbytes for f in self._frame_cache.values()) > self._frame_cache_bytes:
                 self._frame_cache.popitem(last=False)

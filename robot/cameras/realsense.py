@@ -1,8 +1,10 @@
 """The Intel RealSense D455 colour stream through ``pyrealsense2`` (the ``realsense`` extra).
 
 Live: serial number, resolution and fps from config (default 640x480 at 30). From a file: a
-``.db3``/``.bag`` recording played back through the same pipeline (``enable_device_from_file``),
-which is also how a D455 is exercised without hardware.
+``.db3``/``.bag`` recording played back through the same pipeline (``enable_device_from_file``)
+at its recorded resolution, in real time or (``realtime: false``) every frame in order; that is
+also how the driver is exercised without a D455 (tests/test_cameras.py records one with
+``rs.software_device`` + ``rs.recorder``).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class RealSenseCamera(Camera):
         self.fps = int(cfg.get("fps", 30))
         self.recording = cfg.get("recording")      # path of a .db3/.bag to play instead of a device
         self.repeat = bool(cfg.get("repeat", False))
+        self.realtime = bool(cfg.get("realtime", True))  # recordings: False plays every frame in order
         self._pipeline = None
         self._last_number = -1
 
@@ -41,13 +44,18 @@ class RealSenseCamera(Camera):
             config.enable_device_from_file(str(self.recording), repeat_playback=self.repeat)
         elif self.serial:
             config.enable_device(str(self.serial))
-        config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+        if self.recording:  # whatever resolution and rate were recorded (0 = any), as RGB
+            config.enable_stream(rs.stream.color, 0, 0, rs.format.rgb8, 0)
+        else:
+            config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
         pipeline = rs.pipeline()
         try:
-            pipeline.start(config)
+            profile = pipeline.start(config)
         except RuntimeError as exc:
             source = self.recording or f"D455 {self.serial or '(first found)'}"
             raise CameraError(f"cannot start {source} at {self.width}x{self.height}@{self.fps}: {exc}") from exc
+        if self.recording:
+            profile.get_device().as_playback().set_real_time(self.realtime)
         self._pipeline = pipeline
 
     def read(self, timeout_s: float = 1.0) -> Frame:
@@ -61,7 +69,7 @@ class RealSenseCamera(Camera):
         if not color:
             raise CameraError("RealSense frameset without a colour frame")
         image = np.asanyarray(color.get_data()).copy()
-        if image.shape != (self.height, self.width, 3):
+        if not self.recording and image.shape != (self.height, self.width, 3):
             raise CameraError(f"RealSense frame {image.shape}, expected {(self.height, self.width, 3)}")
         self._last_number = int(color.get_frame_number())
         return Frame(image=image, stamp=time.monotonic(), index=self._last_number)

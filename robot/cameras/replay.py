@@ -28,7 +28,8 @@ class ReplayCamera(Camera):
 
     def connect(self) -> None:
         if self.source.suffix in RECORDING_SUFFIXES:
-            self._recording = RealSenseCamera({"recording": str(self.source), "repeat": self.loop})
+            self._recording = RealSenseCamera({"recording": str(self.source), "repeat": self.loop,
+                                               "realtime": self.realtime})
             self._recording.connect()
             return
         from lara.data.lerobot import LeRobotDataset

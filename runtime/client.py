@@ -54,6 +54,8 @@ class PolicyClient:
     def _connect(self) -> None:
         sock = self._ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
+        if "[" in self.address:  # an IPv6 literal such as tcp://[::1]:5555
+            sock.setsockopt(zmq.IPV6, 1)
         sock.connect(self.address)
         self._socket = sock
 

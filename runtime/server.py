@@ -148,6 +148,8 @@ class PolicyServer:
         # Beyond 4x the message limit the peer is cut off without a reply (memory protection);
         # up to that we answer too_large.
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.max_message_bytes)
+        if "[" in self.bind:  # an IPv6 literal such as tcp://[::1]:5555
+            router.setsockopt(zmq.IPV6, 1)
         try:
             router.bind(self.bind)
         except zmq.ZMQError as exc:

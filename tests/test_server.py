@@ -493,3 +493,10 @@ def test_engine_faults_only_fail_their_own_request(engine, camera):
         assert clients["explode"].recv()["ok"]
         for c in clients.values():
             c.close()
+
+
+def test_ipv6_loopback(engine, camera):
+    with PolicyServer(engine, "tcp://[::1]:*") as srv:
+        assert srv.address.startswith("tcp://[::1]:")
+        with PolicyClient(srv.address, timeout_s=30) as c:
+            assert c.infer(state(1), {camera: image(1)}).actions.shape == (8, 28)

@@ -156,3 +156,24 @@ def test_sigterm_shuts_down_cleanly(lara_serve):
     while (line := lara_serve["lines"].get(timeout=30)) is not None:
         rest.append(line)
     assert any("lara-serve: stopped" in ln for ln in rest), rest
+
+
+def test_token_file_problems_are_reported_before_anything_loads(tmp_path):
+    from runtime.cli import main
+
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit, match="is empty"):
+        main(["--policy", str(tmp_path), "--token-file", str(empty)])
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["--policy", str(tmp_path), "--token-file", str(tmp_path / "missing")])
+
+
+def test_dashboard_address_parsing():
+    from runtime.dashboard.app import parse_hostport
+
+    assert parse_hostport("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_hostport("9000") == ("127.0.0.1", 9000)
+    assert parse_hostport("[::1]:81") == ("::1", 81)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_hostport("localhost:http")

@@ -52,12 +52,11 @@ _WIRE_KINDS = "biuf"
 class ProtocolError(Exception):
     """A request the server answers with an error reply instead of a result."""
 
-    def __init__(self, code: str, message: str, request_id: Any = None, groot: bool = False):
+    def __init__(self, code: str, message: str, request_id: Any = None):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.request_id = request_id
-        self.groot = groot  # answer in the GR00T dialect
 
 
 # --------------------------------------------------------------------------------------- arrays
@@ -121,12 +120,13 @@ def _object_hook(obj: dict) -> Any:
     return obj
 
 
-def _raise_invalid_arrays(tree: Any, request_id: Any) -> None:
-    stack = [tree]
+def check_arrays(request: Request) -> None:
+    """Raise ``bad_request`` (with the request's id) if any array in the data failed to decode."""
+    stack: list[Any] = [request.data]
     while stack:
         node = stack.pop()
         if isinstance(node, InvalidArray):
-            raise ProtocolError(BAD_REQUEST, node.message, request_id)
+            raise ProtocolError(BAD_REQUEST, node.message, request.request_id)
         if isinstance(node, dict):
             stack.extend(node.values())
         elif isinstance(node, list):
@@ -186,17 +186,11 @@ class Request:
 
 
 def parse_request(message: Any) -> Request:
-    """Validate the envelope of a decoded message, and that every array in it decoded."""
+    """Validate the envelope of a decoded message (the data's arrays: :func:`check_arrays`)."""
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, f"a request must be a msgpack map, got {type(message).__name__}")
     if "v" not in message:
-        request = _parse_groot_request(message)
-        try:
-            _raise_invalid_arrays(request.data, None)
-        except ProtocolError as exc:
-            exc.groot = True
-            raise
-        return request
+        return _parse_groot_request(message)
     request_id = message.get("id")
     if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
         raise ProtocolError(BAD_REQUEST, "request 'id' must be an integer or a string")
@@ -214,7 +208,6 @@ def parse_request(message: Any) -> Request:
     token = message.get("token")
     if token is not None and not isinstance(token, str):
         raise ProtocolError(BAD_REQUEST, "request 'token' must be a string", request_id)
-    _raise_invalid_arrays(data, request_id)
     return Request(endpoint, data, request_id, token)
 
 

@@ -304,12 +304,13 @@ class PolicyServer:
             request = P.parse_request(P.unpack(body[0], self.max_message_bytes))
             session.last_request_id = request.request_id
             self._check_token(request)
+            P.check_arrays(request)
             known = P.GROOT_ENDPOINTS if request.groot else P.ENDPOINTS
             self.metrics.record_request(request.endpoint if request.endpoint in known else "unknown")
             reply = self._dispatch(request, envelope, client, session, t0)
         except P.ProtocolError as exc:
             rid = exc.request_id if exc.request_id is not None else (request.request_id if request else None)
-            groot = exc.groot or (request.groot if request else False)
+            groot = request.groot if request else False
             reply = self._error(exc.code, exc.message, rid, groot, session)
         except Exception as exc:  # a bug of ours: answer it, log it, keep serving
             log.exception("internal error handling a request")

@@ -311,8 +311,6 @@ def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tup
 
 
 def cmd_eval(args: argparse.Namespace, session: Session) -> int:
-    if args.trials < 1:
-        raise ControlError("--trials must be >= 1")
     task = session.task
     instruction = args.instruction or task.instruction
     duration = args.trial_s or task.trial_s
@@ -360,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.sim_running and not args.sim:
         print("lara-robot: --sim-running needs --sim", file=sys.stderr)
         return 2
+    if args.command == "eval" and args.trials < 1:
+        print("lara-robot: --trials must be >= 1", file=sys.stderr)
+        return 2
+    if args.command == "eval" and not args.sim and not sys.stdin.isatty():
+        print("lara-robot: on the robot the operator scores each stage (y/n) on the terminal, but stdin is "
+              "not a terminal; run it interactively, or use --sim for automatic scoring", file=sys.stderr)
+        return 2
     if args.domain is not None and not 0 <= args.domain <= 232:
         print(f"lara-robot: --domain must be within 0..232, got {args.domain}", file=sys.stderr)
         return 2
@@ -378,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             session.open()
             with _dashboard(args.dashboard, session):
                 return cmd_run(args, session) if args.command == "run" else cmd_eval(args, session)
-        except (ControlError, SafetyError, EvaluationError, OSError, TimeoutError) as exc:
+        except (ControlError, SafetyError, EvaluationError, OSError, TimeoutError, EOFError) as exc:
             print(f"lara-robot: {exc}", file=sys.stderr)
             return 1
         finally:

@@ -93,3 +93,11 @@ def test_config_without_rates_for_every_joint_group_is_refused(tmp_path, capsys)
     bad.write_text("safety:\n  max_velocity: {left_arm: 1.0}\n")
     assert main(["run", "--task", "pour", "--config", str(bad), "--dashboard", "off"]) == 2
     assert "missing ['head', 'left_hand', 'right_arm', 'right_hand']" in capsys.readouterr().err
+
+
+def test_operator_scored_eval_needs_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["eval", "--task", "pour", "--trials", "3", "--dashboard", "off"]) == 2
+    assert "stdin is not a terminal" in capsys.readouterr().err
+    assert main(["eval", "--task", "pour", "--trials", "0", "--sim"]) == 2
+    assert "--trials must be >= 1" in capsys.readouterr().err

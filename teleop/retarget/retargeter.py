@@ -1,0 +1,218 @@
+"""Operator -> G1: one tracking sample to a 28-D joint target (arms by IK, hands, head).
+
+The calibration (:class:`OperatorCalibration`) is captured while the operator holds the robot's
+calibration pose (``configs/kinematics/retarget.yaml``) and looks straight ahead. It fixes the operator's heading in the tracker's world
+frame, the neutral head pitch and the wrist poses. Afterwards, with ``R_h`` the heading rotation:
+
+- arm target position  = robot hand position in the calibration pose + scale * R_h^T (wrist - wrist_0)
+- arm target rotation  = (R_h^T  R_wrist R_wrist_0^T  R_h) @ robot hand rotation in that pose
+- head yaw / pitch     = the head's viewing direction in the operator frame, relative to neutral
+- hands                = :class:`teleop.retarget.hands.HandRetargeter`
+
+so the tracker's wrist-frame conventions cancel out and only relative motion reaches the robot.
+Arms are solved by :class:`teleop.retarget.arm_ik.ArmIK`, warm-started from the previous frame.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from configs import config_path
+from lara.embodiment import Embodiment, load_embodiment
+from robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
+from teleop.retarget.arm_ik import ArmIK, IKResult
+from teleop.retarget.hands import HandRetargeter
+from teleop.sources.base import TrackingSample
+
+SIDES = ("left", "right")
+
+
+class RetargetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RetargetConfig:
+    motion_scale: float = 0.8
+    max_iters: int = 15
+    max_delta: float = 0.15
+    rot_weight: float = 0.3
+    yaw_gain: float = 1.0
+    pitch_gain: float = 1.0
+    tracking_timeout_s: float = 0.1
+    hands: dict = field(default_factory=dict)
+    calibration_pose: dict = field(default_factory=dict)   # arm group -> 7 joint angles
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "RetargetConfig":
+        p = Path(path) if path is not None else config_path("kinematics/retarget.yaml")
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise RetargetError(f"cannot read retarget config {p}: {exc}") from None
+        if not isinstance(raw, dict) or not {"arm", "head", "hands"} <= set(raw):
+            raise RetargetError(f"{p}: needs the sections arm, head and hands")
+        arm, head = raw["arm"] or {}, raw["head"] or {}
+        try:
+            cfg = cls(motion_scale=float(arm["motion_scale"]), max_iters=int(arm["max_iters"]),
+                      max_delta=float(arm["max_delta"]), rot_weight=float(arm["rot_weight"]),
+                      yaw_gain=float(head["yaw_gain"]), pitch_gain=float(head["pitch_gain"]),
+                      tracking_timeout_s=float(raw.get("tracking_timeout_s", 0.1)),
+                      hands=dict(raw["hands"]),
+                      calibration_pose={str(k): [float(x) for x in v]
+                                        for k, v in (arm.get("calibration_pose") or {}).items()})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RetargetError(f"{p}: missing or malformed setting: {exc!r}") from None
+        if not (0 < cfg.motion_scale <= 3 and cfg.max_iters >= 1 and cfg.max_delta > 0
+                and cfg.rot_weight > 0 and cfg.tracking_timeout_s > 0):
+            raise RetargetError(f"{p}: motion_scale must be in (0, 3], max_iters >= 1, and max_delta, "
+                                f"rot_weight, tracking_timeout_s > 0")
+        return cfg
+
+
+def _heading_and_pitch(forward: np.ndarray) -> tuple[float, float]:
+    """Yaw of a viewing direction about world z, and its pitch (positive: looking down)."""
+    return (float(np.arctan2(forward[1], forward[0])),
+            float(np.arctan2(-forward[2], np.hypot(forward[0], forward[1]))))
+
+
+def _mean_rotation(Rs: list[np.ndarray]) -> np.ndarray:
+    """The chordal mean of rotations (projection of their sum onto SO(3))."""
+    U, _, Vt = np.linalg.svd(np.sum(Rs, axis=0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+@dataclass
+class OperatorCalibration:
+    heading: float                 # rad, operator's facing direction about world z
+    head_pitch: float              # rad, neutral head pitch (positive: looking down)
+    wrists: dict                   # side -> 4x4 wrist pose (world) in the calibration pose
+
+    @classmethod
+    def from_samples(cls, samples: list[TrackingSample]) -> "OperatorCalibration":
+        """Average a short stretch of samples (the operator holding the calibration pose)."""
+        good = [s for s in samples if s.is_finite()]
+        if not good:
+            raise RetargetError("calibration needs at least one valid tracking sample")
+        fwd = np.mean([s.head[:3, 0] for s in good], axis=0)
+        heading, pitch = _heading_and_pitch(fwd)
+        wrists = {}
+        for side in SIDES:
+            poses = [getattr(s, f"{side}_wrist") for s in good]
+            T = np.eye(4)
+            T[:3, :3] = _mean_rotation([P[:3, :3] for P in poses])
+            T[:3, 3] = np.mean([P[:3, 3] for P in poses], axis=0)
+            wrists[side] = T
+        return cls(heading, pitch, wrists)
+
+    def to_dict(self) -> dict:
+        return {"heading": self.heading, "head_pitch": self.head_pitch,
+                "wrists": {k: v.tolist() for k, v in self.wrists.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "OperatorCalibration":
+        try:
+            wrists = {s: np.asarray(raw["wrists"][s], dtype=np.float64).reshape(4, 4) for s in SIDES}
+            return cls(float(raw["heading"]), float(raw["head_pitch"]), wrists)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RetargetError(f"malformed calibration: {exc!r}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "OperatorCalibration":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RetargetError(f"cannot read calibration {path}: {exc}") from None
+
+
+@dataclass
+class RetargetResult:
+    q: np.ndarray                  # float32 [dim] joint target, embodiment layout
+    ik: dict                       # side -> IKResult
+
+
+class Retargeter:
+    """``retarget(sample) -> RetargetResult``; call :meth:`calibrate` first."""
+
+    def __init__(self, embodiment: Embodiment | None = None, config: RetargetConfig | None = None,
+                 chains: dict[str, ArmChain] | None = None):
+        self.emb = embodiment or load_embodiment("g1")
+        self.config = config or RetargetConfig.load()
+        self.chains = chains or load_arm_chains()
+        self.hands = HandRetargeter.from_config(self.config.hands)
+        self.default = self.emb.default_pose.astype(np.float64)
+        self._slices = {side: self.emb.group(f"{side}_arm").slice for side in SIDES}
+        # The calibration pose: the embodiment default with the configured arm joints.
+        self.pose0 = self.default.copy()
+        for group, values in self.config.calibration_pose.items():
+            try:
+                g = self.emb.group(group)
+            except KeyError as exc:
+                raise RetargetError(f"calibration_pose: {exc.args[0]}") from None
+            if len(values) != g.size:
+                raise RetargetError(f"calibration_pose.{group} needs {g.size} values, got {len(values)}")
+            self.pose0[g.slice] = values
+        if not self.emb.within_limits(self.pose0):
+            raise RetargetError("calibration_pose is outside the joint limits")
+        self._hand_slices = {side: self.emb.group(f"{side}_hand").slice for side in SIDES}
+        self._head = self.emb.group("head").slice
+        self.ik = {side: ArmIK(self.chains[side], rest=self.pose0[self._slices[side]],
+                               rot_weight=self.config.rot_weight) for side in SIDES}
+        self.home = {side: self.chains[side].fk(self.pose0[self._slices[side]]) for side in SIDES}
+        self.calibration: OperatorCalibration | None = None
+        self._q_arm = {side: self.pose0[self._slices[side]].copy() for side in SIDES}
+
+    def calibrate(self, samples: list[TrackingSample] | OperatorCalibration) -> OperatorCalibration:
+        cal = samples if isinstance(samples, OperatorCalibration) else OperatorCalibration.from_samples(samples)
+        self.calibration = cal
+        return cal
+
+    def reset(self, q: np.ndarray | None = None) -> None:
+        """Warm-start the arms from ``q`` (e.g. the measured pose), the calibration pose if None."""
+        src = self.pose0 if q is None else np.asarray(q, dtype=np.float64)
+        for side in SIDES:
+            self._q_arm[side] = self.chains[side].clip(src[self._slices[side]])
+
+    def arm_target(self, sample: TrackingSample, side: str) -> np.ndarray:
+        """The robot hand pose (torso frame) that the sample's wrist asks for."""
+        cal = self.calibration
+        Rh = axis_angle_matrix([0, 0, 1], cal.heading)
+        W, W0, E0 = getattr(sample, f"{side}_wrist"), cal.wrists[side], self.home[side]
+        T = np.eye(4)
+        T[:3, 3] = E0[:3, 3] + self.config.motion_scale * (Rh.T @ (W[:3, 3] - W0[:3, 3]))
+        T[:3, :3] = (Rh.T @ W[:3, :3] @ W0[:3, :3].T @ Rh) @ E0[:3, :3]
+        return T
+
+    def head_target(self, sample: TrackingSample) -> np.ndarray:
+        cal = self.calibration
+        Rh = axis_angle_matrix([0, 0, 1], cal.heading)
+        yaw, pitch = _heading_and_pitch(Rh.T @ sample.head[:3, 0])
+        d = self.default[self._head]
+        return np.array([d[0] + self.config.yaw_gain * yaw,
+                         d[1] + self.config.pitch_gain * (pitch - cal.head_pitch)])
+
+    def __call__(self, sample: TrackingSample) -> RetargetResult | None:
+        """The joint target for ``sample``; None for a sample with non-finite values."""
+        if self.calibration is None:
+            raise RetargetError("retargeting needs a calibration first (Retargeter.calibrate)")
+        if not sample.is_finite():
+            return None
+        q = self.pose0.copy()
+        results: dict[str, IKResult] = {}
+        for side in SIDES:
+            res = self.ik[side].solve(self.arm_target(sample, side), self._q_arm[side],
+                                      max_iters=self.config.max_iters, max_delta=self.config.max_delta)
+            self._q_arm[side] = res.q
+            results[side] = res
+            q[self._slices[side]] = res.q
+            q[self._hand_slices[side]] = self.hands(getattr(sample, f"{side}_hand"), side)
+        q[self._head] = self.head_target(sample)
+        return RetargetResult(self.emb.clip(q).astype(np.float32), results)

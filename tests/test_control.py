@@ -244,3 +244,40 @@ def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
     assert t_zero - t_kill <= 3.0                                # faded out within 3 s
     assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] == t_zero   # nothing after blend 0
     assert result.interventions["stale_command"] >= 1
+
+
+class StallingCamera(StaticCamera):
+    """Delivers frames until ``stall()``, then blocks like a camera whose cable came out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+
+    def read(self, timeout_s: float = 1.0) -> Frame:
+        if self.stalled.is_set():
+            time.sleep(timeout_s)
+            raise TimeoutError("no frame")
+        return super().read(timeout_s)
+
+
+def test_camera_stall_stops_new_chunks_and_the_watchdog_fades_out():
+    robot = RecordingRobot()
+    camera = StallingCamera()
+
+    def policy(obs: Observation) -> np.ndarray:
+        time.sleep(0.01)
+        return np.repeat(obs.state[None], 8, axis=0)
+
+    cfg = fast_config(fade_s=0.5)
+    loop = ControlLoop(robot, camera, policy, EMB, cfg)
+    thread, box = run_in_thread(loop, 20.0)
+    wait_running(loop, thread)
+    camera.stalled.set()
+    t_stall = time.monotonic()
+    thread.join(10.0)
+    result = box["result"]
+    assert result.reason == "watchdog: stale commands"
+    assert result.request_errors.get("ControlError", 0) >= 1           # "the camera stalled"
+    # new chunks stop once the newest frame is older than frame_max_age_s; then hold and fade
+    limit = cfg.run.frame_max_age_s + cfg.safety.command_timeout_s + cfg.safety.hold_s + cfg.safety.fade_s
+    assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] - t_stall <= limit + 0.5

@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             log("a GPU is present but tensorrt is not installed: no TensorRT row (pip install 'lara-g1[trt]')")
             want_trt = False
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lara-bench-") as tmp:
         bundle = args.bundle
         if bundle is None:
@@ -145,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             e.close()
     import onnxruntime
 
-    hw = f"GPU {gpu}" if gpu else f"CPU {cpu_model()}, {args.threads} threads"
+    hw = f"GPU {gpu}" if gpu else f"CPU {cpu_model()} ({os.cpu_count()} cores), threads={args.threads}"
     print(f"## {args.preset}: {hw}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
-          f"{iters} round-robin iterations after {args.warmup} warm-up calls per engine and batch\n")
+          f"{iters} round-robin iterations after {args.warmup} warm-up calls per engine and batch; "
+          f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n")
     print(table(results))
     return 0
 

@@ -127,10 +127,13 @@ def _artifact(bundle_dir: Path, stage: str, precision: str, path: Path, parity: 
 
 
 def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("fp32",), opset: int = DEFAULT_OPSET,
-                embodiment: str | None = None, seed: int | None = None, parity_batch: int = 2,
+                embodiment: str | None = None, seed: int | None = None, parity_batch: int = 3,
                 log: Callable[[str], None] = print) -> Manifest:
     """Export the bundle's graphs (fp32 always, plus any other ``precisions``), check them, write the
-    manifest. Raises :class:`ExportError` when a check fails; the previous export stays as it was."""
+    manifest. Raises :class:`ExportError` when a check fails; the previous export stays as it was.
+
+    The graphs are traced at batch 2 and checked at ``parity_batch`` (3): a graph whose batch axis
+    is not really dynamic fails the check instead of failing later in serving."""
     from lara.bundle import load_bundle
 
     bundle_dir = Path(bundle_path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lara.bundle import create_random_bundle
-from policy_export.onnx_export import export_onnx
+from policy_export.cli import main as export_main
 from runtime.engine import Observation, make_noise
 from runtime.engines import ENGINE_KINDS, EngineError, load_engine
 from runtime.engines.optional import MissingExtraError, require
@@ -15,10 +15,15 @@ TIMING_KEYS = {"preprocess", "backbone", "action_head", "postprocess", "total"}
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory):
+def bundle(tmp_path_factory):
     path = create_random_bundle(tmp_path_factory.mktemp("engines") / "tiny", preset="tiny", seed=11)
-    export_onnx(path, log=lambda _: None)
-    return {"torch": load_engine(path, "torch", seed=1), "ort": load_engine(path, "ort", provider="cpu", seed=1)}
+    assert export_main([str(path), "--onnx"]) == 0      # what a user runs: lara-export B --onnx
+    return path
+
+
+@pytest.fixture(scope="module")
+def engines(bundle):
+    return {"torch": load_engine(bundle, "torch", seed=1), "ort": load_engine(bundle, "ort", provider="cpu", seed=1)}
 
 
 def _observations(batch: int, seed: int = 0) -> list[Observation]:
@@ -105,3 +110,24 @@ def test_ort_engine_refuses_another_embodiment_id(engines):
     inputs["embodiment_id"] = inputs["embodiment_id"] + 1
     with pytest.raises(EngineError, match="embodiment id 0"):
         ort.run_model(inputs, make_noise(1, 8, 32, seed=0))
+
+
+def test_served_ort_chunks_match_torch(bundle, engines):
+    """lara-export B --onnx, then serving B with the ort engine over ZMQ: torch's chunks."""
+    from runtime.client import PolicyClient
+    from runtime.server import PolicyServer
+
+    server = PolicyServer(load_engine(bundle, "ort"), "tcp://127.0.0.1:*", max_batch=4).start()
+    client = PolicyClient(server.address, timeout_s=30.0)
+    try:
+        assert client.metadata()["engine"] == "ort"
+        for i, seed in enumerate((5, 6)):
+            obs = _observations(1, seed=seed)[0]
+            reply = client.infer(obs.state, obs.images, instruction=f"open drawer {i}", noise_seed=seed)
+            ref = engines["torch"].infer([Observation(obs.images, obs.state, f"open drawer {i}")],
+                                         make_noise(1, 8, 32, seed)).actions[0]
+            assert reply.actions.shape == (8, 28)
+            np.testing.assert_allclose(reply.actions, ref, atol=1e-4, rtol=0)
+    finally:
+        client.close()
+        server.stop()

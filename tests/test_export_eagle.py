@@ -1,0 +1,68 @@
+"""The paper preset's backbone kind (an Eagle-2-class transformers VLM) exports and matches torch.
+
+A tiny random SigLIP + projector + Qwen3 LlavaModel and a word-level tokenizer are saved to disk
+(no downloads), a bundle is built on them, and the ONNX export's parity gate must pass; the
+exported ort engine then gives torch's chunks at a batch size other than the traced one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lara.bundle import save_bundle
+from lara.embodiment import load_embodiment
+from lara.model import LaraPolicy, PolicyConfig
+from lara.processing import NormStats
+from policy_export.manifest import Manifest
+from policy_export.onnx_export import export_onnx
+from policy_export.parity import ONNX_FP32_TOLERANCE
+from runtime.engine import Observation, make_noise
+from runtime.engines import load_engine
+
+IMAGE_TOKEN = 299
+WORDS = "pick up the red cup put it in box do task".split()
+
+
+@pytest.fixture(scope="module")
+def eagle_bundle(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoModel, LlavaConfig, PreTrainedTokenizerFast, Qwen3Config, SiglipVisionConfig
+
+    root = tmp_path_factory.mktemp("eagle")
+    torch.manual_seed(0)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=224, patch_size=32)
+    text = Qwen3Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
+    vlm = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN,
+                      vision_feature_select_strategy="full", vision_feature_layer=-1, projector_hidden_act="gelu")
+    AutoModel.from_config(vlm).save_pretrained(str(root / "vlm"))
+    vocab = {"<pad>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>").save_pretrained(str(root / "vlm"))
+    config = PolicyConfig.from_preset("tiny", backbone="eagle", backbone_path=str(root / "vlm"), backbone_select_layer=2,
+                                      vl_dim=64, cross_attention_dim=64, tune_backbone=False, max_text_len=8)
+    policy = LaraPolicy(config)
+    path = save_bundle(root / "bundle", policy, config, NormStats.from_embodiment(load_embodiment("g1")))
+    export_onnx(path, log=lambda _: None)
+    return path
+
+
+def test_eagle_backbone_export_passes_parity(eagle_bundle):
+    m = Manifest.load(eagle_bundle)
+    assert m.parity["onnx_fp32"]["backbone_max_abs_error"] <= ONNX_FP32_TOLERANCE
+    assert m.parity["onnx_fp32"]["chunk_max_abs_error"] <= ONNX_FP32_TOLERANCE
+    ids = m.get("backbone", "onnx", "fp32").inputs[1]
+    assert ids.name == "input_ids" and ids.shape == ("batch", 49 + 8)   # image placeholders + instruction
+
+
+def test_eagle_ort_engine_matches_torch_at_another_batch(eagle_bundle):
+    rng = np.random.default_rng(1)
+    obs = [Observation({"head": rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)},
+                       rng.uniform(-0.3, 0.3, 28).astype(np.float32), text) for text in
+           ("pick up the red cup", "put it in the box", None)]
+    noise = make_noise(3, 8, 32, seed=3)
+    ref = load_engine(eagle_bundle, "torch").infer(obs, noise).actions
+    got = load_engine(eagle_bundle, "ort").infer(obs, noise).actions
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)

@@ -48,3 +48,39 @@ def test_same_bytes_as_unitree_sdk2py():
     st = MotorStates_(states=[GoMotorState_(q=0.5) for _ in range(12)])
     assert UStates.deserialize(st.serialize()).states[11].q == pytest.approx(0.5)
     assert UGoState.__idl_typename__ == GoMotorState_.__idl_typename__
+
+
+def _random_lowstate(rng: random.Random) -> LowState_:
+    msg = LowState_(version=[rng.randrange(2**32), 2], mode_pr=1, mode_machine=rng.randrange(256),
+                    tick=rng.randrange(2**32))
+    msg.imu_state = IMUState_(quaternion=[rng.random() for _ in range(4)], gyroscope=[rng.random()] * 3,
+                              accelerometer=[0.0, 0.0, 9.81], rpy=[0.1, -0.2, 0.3], temperature=-12)
+    for m in msg.motor_state:
+        m.mode, m.q, m.dq, m.tau_est = rng.randrange(256), rng.uniform(-3, 3), rng.random(), -rng.random()
+        m.temperature = [rng.randrange(-100, 100), rng.randrange(-100, 100)]
+        m.sensor, m.motorstate = [rng.randrange(2**32), 7], rng.randrange(2**32)
+        m.reserve = [rng.randrange(2**32) for _ in range(4)]
+    msg.wireless_remote = [rng.randrange(256) for _ in range(40)]
+    msg.crc = rng.randrange(2**32)
+    return msg
+
+
+@pytest.mark.parametrize("use_version_2", [None, False, True])
+def test_fast_codec_equals_cyclonedds_generic_serialiser(use_version_2):
+    rng = random.Random(17)
+    for _ in range(3):
+        state = _random_lowstate(rng)
+        generic = state.__idl__.serialize(state, use_version_2=use_version_2)
+        assert state.serialize(use_version_2=use_version_2) == generic
+        back = LowState_.deserialize(generic)
+        assert back.serialize(use_version_2=use_version_2) == generic
+        assert back.motor_state[34].temperature == state.motor_state[34].temperature
+        assert list(back.wireless_remote) == list(state.wireless_remote) and back.crc == state.crc
+        cmd = LowCmd_(mode_pr=1, mode_machine=rng.randrange(256), reserve=[1, 2, 3, rng.randrange(2**32)],
+                      crc=rng.randrange(2**32))
+        for i in range(35):
+            cmd.motor_cmd[i] = MotorCmd_(mode=rng.randrange(2), q=rng.uniform(-3, 3), dq=0.5, tau=-1.0,
+                                         kp=rng.uniform(0, 100), kd=1.5, reserve=rng.randrange(2**32))
+        generic = cmd.__idl__.serialize(cmd, use_version_2=use_version_2)
+        assert cmd.serialize(use_version_2=use_version_2) == generic
+        assert LowCmd_.deserialize(generic).serialize(use_version_2=use_version_2) == generic

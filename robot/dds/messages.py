@@ -184,3 +184,76 @@ class SimReply_(idl.IdlStruct, typename="lara_g1.msg.SimReply_"):
     request_id: types.uint64 = 0
     ok: bool = True
     body: str = "{}"
+
+
+# --- fast CDR for the two high-rate types --------------------------------------------------------
+# rt/lowstate arrives at up to 500 Hz and rt/arm_sdk goes out at 100-250 Hz; cyclonedds' generic
+# Python (de)serialiser needs 0.5-2.5 ms per LowState_ on these machines, a large share of a core
+# at those rates. For little-endian CDR with a header, these two final structs are packed with
+# `struct` instead (identical bytes, checked against the generic path in tests/test_dds_messages.py);
+# anything else (XCDR2, big-endian, a caller's buffer, no header) goes the generic way.
+import struct as _struct  # noqa: E402
+
+_CDR_LE = b"\x00\x01\x00\x00"  # XCDR1 little-endian header (XCDR2 adds length headers to struct arrays)
+# Body layouts (CDR aligns each primitive to its size from the body start; no struct padding).
+_LOWCMD_BODY = _struct.Struct("<2B" + "Bx5fI" + "B3x5fI" * (NUM_MOTORS - 1) + "4I" + "I")
+_LOWSTATE_BODY = _struct.Struct("<2I2B2xI" + "13fh" + "Bx4f2hf2II4I" + "B3x4f2hf2II4I" * (NUM_MOTORS - 1)
+                                + "40B" + "4I" + "I")
+
+
+def _lowcmd_serialize(self, buffer=None, endianness=None, use_version_2=None) -> bytes:
+    if buffer is not None or endianness is not None or use_version_2:
+        return self.__idl__.serialize(self, buffer=buffer, endianness=endianness, use_version_2=use_version_2)
+    values = [self.mode_pr, self.mode_machine]
+    for m in self.motor_cmd:
+        values += (m.mode, m.q, m.dq, m.tau, m.kp, m.kd, m.reserve)
+    values += self.reserve
+    values.append(self.crc)
+    return _CDR_LE + _LOWCMD_BODY.pack(*values)
+
+
+def _lowcmd_deserialize(cls, data, has_header: bool = True, use_version_2=None):
+    if not has_header or bytes(data[:2]) != _CDR_LE[:2] or len(data) < 4 + _LOWCMD_BODY.size:
+        return cls.__idl__.deserialize(data, has_header=has_header, use_version_2=use_version_2)
+    v = _LOWCMD_BODY.unpack_from(data, 4)
+    motors = [MotorCmd_(*v[2 + 7 * i: 9 + 7 * i]) for i in range(NUM_MOTORS)]
+    end = 2 + 7 * NUM_MOTORS
+    return cls(mode_pr=v[0], mode_machine=v[1], motor_cmd=motors, reserve=list(v[end:end + 4]), crc=v[end + 4])
+
+
+def _lowstate_serialize(self, buffer=None, endianness=None, use_version_2=None) -> bytes:
+    if buffer is not None or endianness is not None or use_version_2:
+        return self.__idl__.serialize(self, buffer=buffer, endianness=endianness, use_version_2=use_version_2)
+    imu = self.imu_state
+    values = [*self.version, self.mode_pr, self.mode_machine, self.tick, *imu.quaternion, *imu.gyroscope,
+              *imu.accelerometer, *imu.rpy, imu.temperature]
+    for m in self.motor_state:
+        values += (m.mode, m.q, m.dq, m.ddq, m.tau_est, *m.temperature, m.vol, *m.sensor, m.motorstate,
+                   *m.reserve)
+    values += self.wireless_remote
+    values += self.reserve
+    values.append(self.crc)
+    return _CDR_LE + _LOWSTATE_BODY.pack(*values)
+
+
+def _lowstate_deserialize(cls, data, has_header: bool = True, use_version_2=None):
+    if not has_header or bytes(data[:2]) != _CDR_LE[:2] or len(data) < 4 + _LOWSTATE_BODY.size:
+        return cls.__idl__.deserialize(data, has_header=has_header, use_version_2=use_version_2)
+    v = _LOWSTATE_BODY.unpack_from(data, 4)
+    imu = IMUState_(quaternion=list(v[5:9]), gyroscope=list(v[9:12]), accelerometer=list(v[12:15]),
+                    rpy=list(v[15:18]), temperature=v[18])
+    motors, i = [], 19
+    for _ in range(NUM_MOTORS):
+        motors.append(MotorState_(mode=v[i], q=v[i + 1], dq=v[i + 2], ddq=v[i + 3], tau_est=v[i + 4],
+                                  temperature=[v[i + 5], v[i + 6]], vol=v[i + 7], sensor=[v[i + 8], v[i + 9]],
+                                  motorstate=v[i + 10], reserve=list(v[i + 11:i + 15])))
+        i += 15
+    return cls(version=[v[0], v[1]], mode_pr=v[2], mode_machine=v[3], tick=v[4], imu_state=imu,
+               motor_state=motors, wireless_remote=bytes(v[i:i + 40]), reserve=list(v[i + 40:i + 44]),
+               crc=v[i + 44])
+
+
+LowCmd_.serialize = _lowcmd_serialize
+LowCmd_.deserialize = classmethod(_lowcmd_deserialize)
+LowState_.serialize = _lowstate_serialize
+LowState_.deserialize = classmethod(_lowstate_deserialize)

@@ -65,6 +65,12 @@ class SimWorld:
                 gains = [1.0, ratios.get(name, 1.0)][:len(joints)]
                 acts.append(([m.actuator(j).id for j in joints], gains, m.joint(joints[0]).qposadr[0]))
             self._hand[side] = acts
+        # Vectorised hand read-out: proximal joint of each actuator, its open/closed angles.
+        self._hand_qadr = {side: np.array([qadr for _, _, qadr in acts]) for side, acts in self._hand.items()}
+        self._open_angle = np.array([a.open for a in self.inspire.actuators])
+        self._closed_angle = np.array([a.closed for a in self.inspire.actuators])
+        names = [a.joint for a in self.inspire.actuators]
+        self._closure_idx = np.array([names.index(f) for f in CLOSURE_FINGERS])
         self._grasp_site = {s: m.site(f"{s}_grasp").id for s in ("left", "right")}
         self._objects = {name: (m.joint(name).qposadr[0], m.joint(name).dofadr[0])
                          for name in self.task.graspable}
@@ -141,9 +147,11 @@ class SimWorld:
 
     # ------------------------------------------------------------------ measurements
     def hand_open(self, side: str) -> np.ndarray:
-        """Measured 0..1 (1 = open) per actuator, from the proximal joint angles."""
-        return np.array([float(a.normalise(self.data.qpos[qadr]))
-                         for (_, _, qadr), a in zip(self._hand[side], self.inspire.actuators)], dtype=np.float32)
+        """Measured 0..1 (1 = open) per actuator, from the proximal joint angles (the Inspire
+        normalisation of robot.kinematics.InspireActuator, vectorised: it runs every step)."""
+        angle = self.data.qpos[self._hand_qadr[side]]
+        value = (self._closed_angle - angle) / (self._closed_angle - self._open_angle)
+        return np.clip(value, 0.0, 1.0).astype(np.float32)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         """(q, dq) in the embodiment layout (hands 0..1 with dq 0)."""
@@ -166,9 +174,7 @@ class SimWorld:
         mujoco.mj_forward(self.model, self.data)
 
     def closure(self, side: str) -> float:
-        o = self.hand_open(side)
-        names = [a.joint for a in self.inspire.actuators]
-        return float(np.mean([1.0 - o[names.index(f)] for f in CLOSURE_FINGERS]))
+        return float(1.0 - self.hand_open(side)[self._closure_idx].mean())
 
     def grasp_point(self, side: str) -> np.ndarray:
         return self.data.site_xpos[self._grasp_site[side]].copy()

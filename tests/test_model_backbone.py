@@ -91,8 +91,12 @@ def test_eagle_policy_is_frozen_and_produces_vl_tokens(eagle_dir):
 
 
 def test_eagle_config_mismatches_are_refused(eagle_dir):
+    wide = eagle_config(eagle_dir).replace(vl_dim=128, cross_attention_dim=128)
     with pytest.raises(ConfigError, match="LLM is 64 wide but vl_dim is 128"):
-        EagleBackbone.from_config(eagle_config(eagle_dir).replace(vl_dim=128, cross_attention_dim=128))
+        EagleBackbone.from_config(wide)
+    assert wide.backbone_hf_config is None  # a refused checkpoint leaves the config untouched
+    with pytest.raises(ConfigError, match="vision tower takes 224 px images but image_size is 256"):
+        EagleBackbone.from_config(eagle_config(eagle_dir, image_size=256))
     with pytest.raises(ConfigError, match="backbone_select_layer 5 exceeds the LLM's 3 layers"):
         EagleBackbone.from_config(eagle_config(eagle_dir, backbone_select_layer=5))
     with pytest.raises(ConfigError, match="needs backbone_path"):

@@ -68,6 +68,16 @@ def _text_config(hf_config):
     return text
 
 
+def _check_sizes(hf_config, config: PolicyConfig) -> None:
+    width = _text_config(hf_config).hidden_size
+    if width != config.vl_dim:
+        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
+    vision = getattr(hf_config, "vision_config", None)
+    if vision is not None and getattr(vision, "image_size", config.image_size) != config.image_size:
+        raise ConfigError(f"the vision tower takes {vision.image_size} px images but image_size is "
+                          f"{config.image_size}")
+
+
 def _load_truncated(path: str, hf_config):
     """``AutoModel.from_pretrained`` of a config whose LLM was cut short: the dropped layers'
     weights are expected leftovers (not reported); any *missing* weight is an error."""
@@ -114,11 +124,12 @@ class EagleBackbone(nn.Module):
             if _text_config(hf_config).num_hidden_layers != select:
                 raise ConfigError(f"backbone_hf_config has {_text_config(hf_config).num_hidden_layers} LLM layers "
                                   f"but backbone_select_layer is {select}")
+            _check_sizes(hf_config, config)
             model = AutoModel.from_config(hf_config, dtype=torch.float32)
         elif config.backbone_path:
             try:
                 hf_config = AutoConfig.from_pretrained(config.backbone_path)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot load a transformers config from backbone_path "
                                   f"{config.backbone_path!r}: {exc}") from exc
             text = _text_config(hf_config)
@@ -127,6 +138,7 @@ class EagleBackbone(nn.Module):
             text.num_hidden_layers = select  # drop the layers after the feature layer
             if isinstance(getattr(text, "layer_types", None), list):
                 text.layer_types = text.layer_types[:select]
+            _check_sizes(hf_config, config)
             if load_weights:
                 model = _load_truncated(config.backbone_path, hf_config)
             else:
@@ -135,13 +147,6 @@ class EagleBackbone(nn.Module):
         else:
             raise ConfigError("backbone 'eagle' needs backbone_path (a local directory or hub name of an "
                               "Eagle-2-class checkpoint) or backbone_hf_config (stored in a bundle)")
-        width = _text_config(hf_config).hidden_size
-        if width != config.vl_dim:
-            raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
-        vision = getattr(hf_config, "vision_config", None)
-        if vision is not None and getattr(vision, "image_size", config.image_size) != config.image_size:
-            raise ConfigError(f"the vision tower takes {vision.image_size} px images but image_size is "
-                              f"{config.image_size}")
         return cls(model, select)
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,10 @@ def test_synthetic_is_smooth_on_its_grid_and_scripted():
     assert src.latest() is None
     src.connect()
     first = src.latest()
+    clock.t += 5.0                       # holding the calibration pose until the first episode
+    np.testing.assert_allclose(src.latest().left_wrist, first.left_wrist)
+    clock.t = 50.0
+    src.next_episode()
     prev = first
     for k in range(1, 400):
         clock.t = 50.0 + k / 120.0

@@ -1,7 +1,7 @@
 """A synthetic operator: smooth head, wrist and finger motion for tests, demos and CI.
 
-The operator stands facing an arbitrary world heading, starts every episode in the neutral
-calibration pose (arms down, forearms forward, hands open, looking ahead), moves the wrists on
+The operator stands facing an arbitrary world heading, holds the neutral calibration pose until
+the first :meth:`SyntheticSource.next_episode`, starts every episode in that pose (arms down, forearms forward, hands open, looking ahead), moves the wrists on
 smooth Lissajous paths within reach, opens and closes the hands, looks around a little, and returns
 to neutral before the scripted episode end. Samples come on a fixed ``rate_hz`` grid of the clock.
 """
@@ -53,12 +53,12 @@ class SyntheticSource(TrackingSource):
         self._world_R = axis_angle_matrix([0, 0, 1], heading)
         self._world_p = np.array([1.5, -0.7, 0.0])
         self._t0: float | None = None
-        self._episode_t0 = 0.0
+        self._episode_t0: float | None = None     # None: holding the neutral pose (calibration)
         self.episodes_started = 0
 
     def connect(self, timeout_s: float = 10.0) -> None:
         self._t0 = self._clock()
-        self._episode_t0 = 0.0
+        self._episode_t0 = None
 
     def next_episode(self) -> None:
         if self._t0 is None:
@@ -96,7 +96,7 @@ class SyntheticSource(TrackingSource):
         if self._t0 is None:
             return None
         t = self._tick(self._clock() - self._t0)
-        poses, ended = self.sample_at(t - self._episode_t0)
+        poses, ended = self.sample_at(0.0 if self._episode_t0 is None else t - self._episode_t0)
         W = _pose(self._world_R, self._world_p)
         return TrackingSample(
             timestamp=self._t0 + t, head=W @ poses["head"], left_wrist=W @ poses["left_wrist"],

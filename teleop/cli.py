@@ -1,0 +1,281 @@
+"""``lara-teleop``: record teleoperated demonstrations, replay them, validate datasets.
+
+  lara-teleop record --task pour --episodes 50 --out DIR [--source avp|replay:FILE|synthetic]
+                     [--robot g1|sim] [--episode-time S] [--resume]
+  lara-teleop replay DIR --episode K [--robot sim|g1]
+  lara-teleop validate DIR
+
+Every robot command goes through robot.safety.SafetyFilter (settings: configs/control/default.yaml).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("lara-teleop")
+
+SIM_DOMAIN = 1   # Unitree's simulator convention (DESIGN.md §7)
+
+
+class CliError(RuntimeError):
+    pass
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be positive and even, got {text!r}")
+    return h, w
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lara-teleop", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def robot_args(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument("--robot", choices=["g1", "sim"], default=default,
+                        help="the real G1 over DDS, or a simulated G1 started here (lara-sim)")
+        sp.add_argument("--robot-config", help="robot YAML (default: configs/robot/g1_real.yaml or g1_sim.yaml)")
+        sp.add_argument("--domain", type=int, help=f"DDS domain id (default: {SIM_DOMAIN} with --robot sim, "
+                                                   "the robot config's otherwise)")
+        sp.add_argument("--control-config", default="default",
+                        help="safety settings: a configs/control name or YAML path (default: default)")
+
+    rec = sub.add_parser("record", help="record teleoperated episodes into a LeRobot v3.0 dataset")
+    rec.add_argument("--task", required=True,
+                     help="task name from configs/control/tasks.yaml (pick_place, pour) or an instruction")
+    rec.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    rec.add_argument("--out", required=True, type=Path, help="dataset directory")
+    rec.add_argument("--source", default="avp", help="avp (default), replay:FILE (.npz) or synthetic")
+    rec.add_argument("--avp-ip", help="the Vision Pro's IP address (Tracking Streamer app)")
+    robot_args(rec, "g1")
+    rec.add_argument("--camera-config", help="YAML camera section for the real robot (default: a D455)")
+    rec.add_argument("--camera", default="head", help="camera name in the dataset (default: head)")
+    rec.add_argument("--render", type=_size, default=(224, 224),
+                     help="simulated camera size WIDTHxHEIGHT (default 224x224)")
+    rec.add_argument("--fps", type=int, default=30, help="recording rate (default 30)")
+    rec.add_argument("--episode-time", type=float, help="seconds per episode (needed without a terminal)")
+    rec.add_argument("--reset-time", type=float, default=5.0, help="reset phase between episodes (s)")
+    rec.add_argument("--resume", action="store_true", help="add episodes to an existing dataset")
+    rec.add_argument("--record-tracking", type=Path, help="also save the raw tracking stream (.npz)")
+    rec.add_argument("--seed", type=int, default=0, help="synthetic operator and sim scene seed")
+
+    rep = sub.add_parser("replay", help="play a recorded episode back through the safety filter")
+    rep.add_argument("dataset", type=Path)
+    rep.add_argument("--episode", type=int, required=True)
+    robot_args(rep, "sim")
+    rep.add_argument("--task", help="sim scene (default: the task whose instruction the episode has)")
+
+    val = sub.add_parser("validate", help="check a dataset and list every problem")
+    val.add_argument("dataset", type=Path)
+    return ap
+
+
+# ----------------------------------------------------------------------------- shared set-up
+def _resolve_task(name: str) -> tuple[str | None, str]:
+    """(sim scene name or None, instruction) for a --task value."""
+    from robot.evaluation import load_tasks
+    tasks = load_tasks()
+    if name in tasks:
+        return name, tasks[name].instruction
+    for t in tasks.values():
+        if t.instruction == name:
+            return t.name, t.instruction
+    return None, name
+
+
+def _open_robot(args, stack: contextlib.ExitStack, scene: str | None, render: tuple[int, int] | None,
+                fps: float, seed: int = 0):
+    """Start the sim if asked, connect the G1 driver; returns (robot, config, sim_control)."""
+    from robot.g1 import G1Config, G1Robot
+    sim_control = None
+    if args.robot == "sim":
+        if scene is None:
+            raise CliError("--robot sim needs a task the simulator knows (pick_place, pour)")
+        from robot.sim.control import SimControl
+        from robot.sim.process import SimProcess
+        domain = SIM_DOMAIN if args.domain is None else args.domain
+        log.info("starting lara-sim (%s) on DDS domain %d", scene, domain)
+        stack.enter_context(SimProcess(scene, domain_id=domain, render_size=render, seed=seed,
+                                       camera_fps=fps))
+        sim_control = SimControl(domain)
+        cfg = G1Config.load(args.robot_config or "sim").replace(domain_id=domain)
+    else:
+        cfg = G1Config.load(args.robot_config or "real")
+        if args.domain is not None:
+            cfg = cfg.replace(domain_id=args.domain)
+    robot = G1Robot(cfg)
+    robot.connect()
+    stack.callback(robot.disconnect)
+    return robot, cfg, sim_control
+
+
+def _safety(args, robot):
+    from lara.embodiment import load_embodiment
+    from robot.control import ControlConfig
+    from robot.safety import SafetyFilter
+    control = ControlConfig.load(args.control_config)
+    return SafetyFilter(load_embodiment("g1"), control.safety, robot), control.safety
+
+
+# ----------------------------------------------------------------------------- record
+def cmd_record(args) -> int:
+    from teleop.keys import RecordKeys
+    from teleop.retarget.retargeter import RetargetConfig, Retargeter
+    from teleop.session import RecordSession, SessionConfig
+    from teleop.sources import TrackingRecorder, make_source
+
+    if args.episodes < 1:
+        raise CliError("--episodes must be at least 1")
+    if args.episode_time is not None and args.episode_time <= 0:
+        raise CliError("--episode-time must be > 0")
+    if args.reset_time < 0:
+        raise CliError("--reset-time must be >= 0")
+    interactive = RecordKeys.interactive()
+    scripted = args.source == "synthetic" or args.source.startswith("replay:")
+    if not interactive and args.episode_time is None and not scripted:
+        raise CliError("standard input is not a terminal, so nobody can press next: give "
+                       "--episode-time S for unattended recording")
+    if args.source == "avp" and not args.avp_ip:
+        raise CliError("--source avp needs --avp-ip (the Vision Pro's address in the Tracking Streamer app)")
+    scene, instruction = _resolve_task(args.task)
+    recorder = TrackingRecorder(args.record_tracking) if args.record_tracking else None
+    retarget_cfg = RetargetConfig.load()
+
+    with contextlib.ExitStack() as stack:
+        source = make_source(args.source, avp_ip=args.avp_ip, episode_s=args.episode_time, seed=args.seed)
+        robot, robot_cfg, sim_control = _open_robot(args, stack, scene, args.render, float(args.fps), args.seed)
+        if args.robot == "sim":
+            from robot.cameras import SimCamera
+            camera = SimCamera(robot_cfg.domain_id)
+        else:
+            from robot.cameras import make_camera
+            from robot.cli import _camera_config
+            camera = make_camera(_camera_config(args.camera_config))
+        camera.connect()
+        stack.callback(camera.disconnect)
+        source.connect()
+        stack.callback(source.close)
+        safety, safety_cfg = _safety(args, robot)
+
+        def writer_factory(hw: tuple[int, int]):
+            from teleop.dataset_writer import LeRobotWriter
+            writer = LeRobotWriter(args.out, fps=args.fps, cameras={args.camera: hw}, resume=args.resume)
+            stack.callback(writer.close)
+            return writer
+
+        def on_reset(episode: int) -> None:
+            if sim_control is not None:
+                sim_control.reset(scene, seed=args.seed + episode)
+
+        session = RecordSession(
+            SessionConfig(task=instruction, episodes=args.episodes, fps=args.fps, camera=args.camera,
+                          episode_time_s=args.episode_time, reset_time_s=args.reset_time,
+                          interactive=interactive),
+            source, Retargeter(config=retarget_cfg), safety, robot, camera, writer_factory,
+            command_hz=safety_cfg.command_hz, tracking_timeout_s=retarget_cfg.tracking_timeout_s,
+            tracking_recorder=recorder, on_reset=on_reset)
+        try:
+            report = session.run()
+        finally:
+            if recorder is not None and len(recorder):
+                print(f"tracking stream saved to {recorder.save()} ({len(recorder)} samples)")
+    frames = sum(e.frames for e in report.episodes)
+    dropped = [e.dropped for e in report.episodes]
+    cpu = [e.cpu_load for e in report.episodes]
+    print(f"recorded {len(report.episodes)} episode(s), {frames} frames into {args.out}"
+          + (f"; dropped frames per episode {dropped}, recorder process CPU "
+             f"{100 * float(np.mean(cpu)):.0f}% of one core" if report.episodes else "")
+          + (f"; {report.rerecorded} re-recorded" if report.rerecorded else "")
+          + (f"; stopped by {report.stopped_by}" if report.stopped_by else ""))
+    if report.interventions:
+        print(f"safety interventions: {report.interventions}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- replay
+def cmd_replay(args) -> int:
+    from lara.data.lerobot import LeRobotDataset
+    from robot.safety import Phase
+
+    ds = LeRobotDataset(args.dataset)
+    if not 0 <= args.episode < ds.num_episodes:
+        raise CliError(f"{args.dataset}: episode {args.episode} does not exist ({ds.num_episodes} episodes)")
+    ep = ds.episode(args.episode)
+    fps = float(ds.info["fps"])
+    scene = None
+    if args.robot == "sim":
+        scene, _ = _resolve_task(args.task or ep.task)
+        if scene is None:
+            raise CliError(f"episode {args.episode}'s task {ep.task!r} is no simulator scene: pass --task")
+    with contextlib.ExitStack() as stack:
+        robot, _, _ = _open_robot(args, stack, scene, None, fps)
+        safety, cfg = _safety(args, robot)
+        deadline = time.monotonic() + 15.0
+        while (state := robot.read_state()) is None:
+            if time.monotonic() > deadline:
+                raise CliError("no robot state within 15 s")
+            time.sleep(0.01)
+        period = 1.0 / cfg.command_hz
+        with safety:
+            safety.start(state.q)
+            print(f"replaying episode {args.episode} ({ep.length} frames, {ep.length / fps:.1f} s, "
+                  f"task {ep.task!r}) on the {args.robot}: ramping in to its first frame")
+            next_t = time.monotonic()
+            t_play = None
+            while True:
+                now = time.monotonic()
+                if safety.stopped:
+                    raise CliError(f"the safety filter faded out: {safety.fade_reason}")
+                if t_play is None and safety.phase is Phase.RUN:
+                    t_play = now
+                i = 0 if t_play is None else int((now - t_play) * fps)
+                if i >= ep.length:
+                    break
+                safety.step(ep.actions[i], now)
+                next_t += period
+                time.sleep(max(0.0, next_t - time.monotonic()))
+            final = robot.read_state()
+            err = np.abs(final.q - ep.actions[-1]) if final is not None else None
+        print(f"replayed {ep.length} frames; safety interventions {safety.interventions or 'none'}"
+              + (f"; final pose error max {float(err[:14].max()):.3f} rad (arms)" if err is not None else ""))
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "domain", None) is not None and not 0 <= args.domain <= 232:
+        print(f"lara-teleop: --domain must be within 0..232, got {args.domain}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        from lara.data.validate import main as validate_main
+        return validate_main([str(args.dataset)])
+    try:
+        return cmd_record(args) if args.command == "record" else cmd_replay(args)
+    except KeyboardInterrupt:
+        print("lara-teleop: interrupted; the arms were faded out, saved episodes are kept "
+              "(the one in progress was discarded)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for every expected failure
+        if args.verbose:
+            log.exception("failed")
+        print(f"lara-teleop {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

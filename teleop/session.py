@@ -1,0 +1,464 @@
+"""The teleop record loop: tracking -> retargeting -> safety filter -> G1, recorded at a fixed fps.
+
+Three threads of one process:
+
+- control (:class:`TeleopControl`, at the safety filter's command rate, >= 100 Hz): takes the
+  newest tracking sample; if it is fresh, retargets it (only when new) and steps the safety filter
+  with it, stamped with the sample's time; if tracking is stale or lost, steps the filter with no
+  command, so the filter holds and then fades the arms. It keeps a short history of (time,
+  measured state, command sent).
+- camera (:class:`FrameRing`): keeps the last few frames with their capture times.
+- recorder (the caller's thread, :class:`RecordSession`): at every tick k of the fps grid of an
+  episode, takes the state and command in effect at t0 + k/fps and the newest frame captured by
+  then, and appends them with timestamp k/fps. A tick whose newest frame is older than 1.5 frame
+  periods is a dropped frame (the image repeats); a recorder that falls behind catches up from
+  the histories, so the time base stays exact.
+
+The action recorded is the command the safety filter sent (what the policy must learn to output:
+its commands go through the same filter). Episodes end after ``episode_time_s``, when a scripted
+source says so, or on a key; between episodes a reset phase keeps teleoperation running.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable
+
+import numpy as np
+
+from robot.safety import Phase, SafetyFilter
+from teleop.keys import NEXT, RERECORD, STOP, RecordKeys
+from teleop.retarget.retargeter import Retargeter
+from teleop.sources.base import TrackingSample, TrackingSource
+from teleop.sources.replay import TrackingRecorder
+
+log = logging.getLogger(__name__)
+
+
+class SessionError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- control thread
+class TeleopControl:
+    def __init__(self, source: TrackingSource, retargeter: Retargeter, safety: SafetyFilter,
+                 robot: Any, *, hz: float, tracking_timeout_s: float,
+                 tracking_recorder: TrackingRecorder | None = None,
+                 clock: Callable[[], float] = time.monotonic, history_s: float = 3.0):
+        self.source, self.retargeter, self.safety, self.robot = source, retargeter, safety, robot
+        self.period = 1.0 / hz
+        self.tracking_timeout_s = tracking_timeout_s
+        self.tracking_recorder = tracking_recorder
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._history: collections.deque = collections.deque(maxlen=int(history_s * hz) + 1)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._target: np.ndarray | None = None
+        self._target_stamp = 0.0
+        self._last_stamp: float | None = None
+        self.last_sample: TrackingSample | None = None
+        self.tracking_ok = False
+        self.stale_ticks = 0
+        self.ticks = 0
+        self.ik_unconverged = 0
+        self.error: BaseException | None = None
+
+    def start(self) -> "TeleopControl":
+        self._thread = threading.Thread(target=self._run, name="teleop-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        next_t = self._clock()
+        try:
+            while not self._stop.is_set():
+                self.tick(self._clock())
+                next_t += self.period
+                delay = next_t - self._clock()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_t = self._clock()          # overran: do not try to catch up
+        except BaseException as exc:  # noqa: BLE001 - the recorder reports it and stops
+            self.error = exc
+            log.exception("teleop control loop failed")
+            self.safety.estop(f"teleop control failed: {exc}")
+
+    def tick(self, now: float) -> None:
+        sample = self.source.latest()
+        fresh = (sample is not None and now - sample.timestamp <= self.tracking_timeout_s
+                 and sample.is_finite())
+        if fresh and sample.timestamp != self._last_stamp:
+            self._last_stamp = sample.timestamp
+            if self.tracking_recorder is not None:
+                self.tracking_recorder.add(sample)
+            result = self.retargeter(sample)
+            if result is not None:
+                self._target, self._target_stamp = result.q, sample.timestamp
+                self.ik_unconverged += sum(not r.converged for r in result.ik.values())
+        if sample is not None:
+            self.last_sample = sample
+        self.tracking_ok = bool(fresh)
+        if fresh and self._target is not None:
+            q_cmd, blend = self.safety.step(self._target, now, command_stamp=self._target_stamp)
+        else:
+            self.stale_ticks += 1
+            q_cmd, blend = self.safety.step(None, now)
+        state = self.robot.read_state()
+        ended = sample is not None and sample.episode_end
+        with self._lock:
+            self._history.append((now, None if state is None else np.asarray(state.q, np.float32),
+                                  q_cmd, ended, None if sample is None else sample.timestamp))
+        self.ticks += 1
+
+    def episode_ended(self, t: float, since: float) -> bool:
+        """Whether the sample in effect at ``t`` is a scripted episode end taken after ``since``."""
+        entry = self._entry(t)
+        return entry is not None and entry[3] and entry[4] is not None and entry[4] > since
+
+    def _entry(self, t: float):
+        with self._lock:
+            hist = list(self._history)
+        return next((e for e in reversed(hist) if e[0] <= t), hist[0] if hist else None)
+
+    def at(self, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(measured state, command) in effect at time ``t`` (the last tick at or before it).
+
+        A tick without robot state takes the newest state known before it.
+        """
+        with self._lock:
+            hist = list(self._history)
+        if not hist:
+            return None, None
+        i = len(hist) - 1
+        while i > 0 and hist[i][0] > t:
+            i -= 1
+        state = next((e[1] for e in reversed(hist[:i + 1]) if e[1] is not None), None)
+        return state, hist[i][2]
+
+
+# ----------------------------------------------------------------------------- camera ring
+class FrameRing:
+    """Reads a camera on its own thread and keeps the last frames (``robot.cameras.Frame``)."""
+
+    def __init__(self, camera: Any, size: int = 90):
+        self.camera = camera
+        self._frames: collections.deque = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.count = 0
+
+    def start(self) -> "FrameRing":
+        self._thread = threading.Thread(target=self._run, name="teleop-camera", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.camera.read(timeout_s=0.5)
+            except Exception as exc:  # noqa: BLE001 - a camera hiccup shows up as dropped frames
+                self.errors += 1
+                if self.errors == 1 or self.errors % 50 == 0:
+                    log.warning("camera read failed (%d so far): %s", self.errors, exc)
+                self._stop.wait(0.01)
+                continue
+            with self._lock:
+                self._frames.append(frame)
+                self.count += 1
+
+    def wait_first(self, timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._frames:
+                    return self._frames[-1]
+            time.sleep(0.01)
+        raise SessionError(f"no camera frame within {timeout_s:.0f} s")
+
+    def at(self, t: float) -> Any:
+        """The newest frame captured at or before ``t`` (the oldest one kept if none was)."""
+        with self._lock:
+            frames = list(self._frames)
+        for frame in reversed(frames):
+            if frame.stamp <= t:
+                return frame
+        return frames[0] if frames else None
+
+
+# ----------------------------------------------------------------------------- progress
+class Progress:
+    """One status line: rewritten in place on a terminal, printed at events otherwise."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = RecordKeys.interactive(self.stream)
+        self._width = 0
+
+    def status(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self._width))
+            self.stream.flush()
+            self._width = len(text)
+
+    def line(self, text: str) -> None:
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- the session
+@dataclass
+class SessionConfig:
+    task: str                              # the instruction stored with every episode
+    episodes: int
+    fps: int = 30
+    camera: str = "head"
+    episode_time_s: float | None = None    # None: until a key or a scripted end
+    reset_time_s: float = 3.0
+    calibration_s: float = 0.5             # tracking averaged for the operator calibration
+    start_timeout_s: float = 15.0
+    interactive: bool = False              # keys and prompts (stdin is a terminal)
+
+
+@dataclass
+class EpisodeReport:
+    index: int
+    frames: int
+    dropped: int
+    late: int
+    duration_s: float
+    cpu_load: float                        # process CPU time / wall time while recording
+    tracking_stale_ticks: int
+    camera_fps: float                      # frames the camera delivered per second
+
+
+@dataclass
+class SessionReport:
+    episodes: list[EpisodeReport] = field(default_factory=list)
+    rerecorded: int = 0
+    stopped_by: str = ""
+    interventions: dict = field(default_factory=dict)
+
+
+class RecordSession:
+    """Record ``config.episodes`` episodes (or until stopped) into ``writer``.
+
+    ``writer`` is a :class:`teleop.dataset_writer.LeRobotWriter` (or a factory taking the camera
+    (height, width), called once the first frame is known); ``on_reset(k)`` runs at the start of
+    every reset phase and before the first episode (the simulated G1 resets its scene there).
+    """
+
+    def __init__(self, config: SessionConfig, source: TrackingSource, retargeter: Retargeter,
+                 safety: SafetyFilter, robot: Any, camera: Any, writer_factory: Callable[[tuple], Any],
+                 *, command_hz: float, tracking_timeout_s: float,
+                 tracking_recorder: TrackingRecorder | None = None,
+                 on_reset: Callable[[int], None] | None = None, keys: RecordKeys | None = None,
+                 progress: Progress | None = None, clock: Callable[[], float] = time.monotonic):
+        self.config, self.source, self.retargeter = config, source, retargeter
+        self.safety, self.robot, self.camera = safety, robot, camera
+        self.writer_factory, self.on_reset = writer_factory, on_reset
+        self.keys = keys or RecordKeys()
+        self.progress = progress or Progress()
+        self._clock = clock
+        self.control = TeleopControl(source, retargeter, safety, robot, hz=command_hz,
+                                     tracking_timeout_s=tracking_timeout_s,
+                                     tracking_recorder=tracking_recorder, clock=clock)
+        self.frames = FrameRing(camera)
+        self.writer: Any = None
+        self.report = SessionReport()
+
+    # -- phases -------------------------------------------------------------------------------
+    def _wait_for(self, what: str, cond: Callable[[], bool], timeout_s: float) -> None:
+        deadline = self._clock() + timeout_s
+        while not cond():
+            self._check_alive()
+            if self._clock() > deadline:
+                raise SessionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            time.sleep(0.01)
+
+    def _check_alive(self) -> None:
+        if self.control.error is not None:
+            raise SessionError(f"teleop control failed: {self.control.error}") from self.control.error
+        if self.safety.stopped:
+            raise SessionError(f"the safety filter faded the arms out ({self.safety.fade_reason}); "
+                               "recording stopped")
+
+    def _fresh_sample(self) -> TrackingSample | None:
+        s = self.source.latest()
+        if s is None or self._clock() - s.timestamp > 0.5 or not s.is_finite():
+            return None
+        return s
+
+    def _calibrate(self) -> None:
+        cfg = self.config
+        self._wait_for("the first tracking sample", lambda: self._fresh_sample() is not None,
+                       cfg.start_timeout_s)
+        if cfg.interactive:
+            self.progress.line("calibration: take the robot's calibration pose (upper arms down, "
+                               "forearms forward, hands open), look straight ahead, then press n or →")
+            while self.keys.poll() != NEXT:
+                time.sleep(0.02)
+        samples, last = [], None
+        deadline = self._clock() + cfg.calibration_s
+        while self._clock() < deadline or not samples:
+            s = self._fresh_sample()
+            if s is not None and s is not last and (last is None or s.timestamp != last.timestamp):
+                samples.append(s)
+                last = s
+            time.sleep(0.005)
+        cal = self.retargeter.calibrate(samples)
+        self.progress.line(f"calibrated from {len(samples)} samples (heading {np.degrees(cal.heading):.0f} deg)")
+
+    def _status(self, phase: str, episode: int, elapsed: float, frames: int, dropped: int) -> None:
+        track = "ok" if self.control.tracking_ok else "LOST"
+        self.progress.status(f"episode {episode + 1}/{self.config.episodes} | {phase} {elapsed:5.1f} s | "
+                             f"frames {frames} | dropped {dropped} | tracking {track} | "
+                             f"safety {self.safety.phase.value}")
+
+    def _reset_phase(self, episode: int) -> str | None:
+        """Teleop keeps running; returns STOP if the operator stopped during the reset."""
+        if self.on_reset is not None:
+            self.on_reset(episode)
+        start = self._clock()
+        if self.config.interactive:
+            self.progress.line(f"reset the scene for episode {episode + 1}; n/→ starts it "
+                               f"(at most {self.config.reset_time_s:.0f} s), q/Esc stops")
+        while self._clock() - start < self.config.reset_time_s:
+            self._check_alive()
+            key = self.keys.poll()
+            if key == STOP:
+                return STOP
+            if key == NEXT:
+                break
+            self._status("reset", episode, self._clock() - start, 0, 0)
+            time.sleep(0.02)
+        return None
+
+    def _record_episode(self, episode: int) -> tuple[str, EpisodeReport | None]:
+        """Record one episode; returns (how it ended, report) with how in next/rerecord/stop/end."""
+        cfg = self.config
+        self.writer.start_episode(cfg.task)
+        self.source.next_episode()
+        fps = cfg.fps
+        period = 1.0 / fps
+        began = t0 = self._clock()    # a scripted end counts only from samples taken after this
+        cpu0 = time.process_time()
+        stale0, frames0 = self.control.stale_ticks, self.frames.count
+        k = dropped = late = 0
+        ended = "next"
+        while True:
+            t_k = t0 + k * period
+            delay = t_k - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            elif -delay > period:
+                late += 1
+            self._check_alive()
+            key = self.keys.poll()
+            if key in (NEXT, RERECORD, STOP):
+                ended = key
+                break
+            if cfg.episode_time_s is not None and k >= round(cfg.episode_time_s * fps):
+                break
+            if self.control.episode_ended(t_k, began):
+                break
+            if self.source.finished:
+                ended = "end"
+                break
+            state, action = self.control.at(t_k)
+            frame = self.frames.at(t_k)
+            if state is None or action is None or frame is None:
+                raise SessionError("no robot state, command or camera frame to record")
+            if t_k - frame.stamp > 1.5 * period:
+                dropped += 1
+            self.writer.add_frame(state, action, {cfg.camera: frame.image}, timestamp=k / fps)
+            k += 1
+            if k % 5 == 0:
+                self._status("recording", episode, k / fps, k, dropped)
+        wall = max(self._clock() - t0, 1e-6)
+        report = EpisodeReport(episode, k, dropped, late, wall, (time.process_time() - cpu0) / wall,
+                               self.control.stale_ticks - stale0, (self.frames.count - frames0) / wall)
+        return ended, report
+
+    # -- main ---------------------------------------------------------------------------------
+    def run(self) -> SessionReport:
+        cfg = self.config
+        with self.keys:
+            try:
+                return self._run()
+            finally:
+                self.control.stop()
+                self.frames.stop()
+                if self.writer is not None and self.writer.recording:
+                    self.writer.discard_episode()
+                self.safety.close()            # fade out on every exit path
+                self.report.interventions = self.safety.interventions
+                if cfg.interactive:
+                    self.progress.line("")
+
+    def _run(self) -> SessionReport:
+        cfg = self.config
+        if self.on_reset is not None:
+            self.on_reset(0)
+        self._wait_for("the robot's state", lambda: self.robot.read_state() is not None,
+                       cfg.start_timeout_s)
+        state = self.robot.read_state()
+        self.frames.start()
+        first = self.frames.wait_first(cfg.start_timeout_s)
+        self.writer = self.writer_factory(tuple(first.image.shape[:2]))
+        self._calibrate()
+        self.retargeter.reset(state.q)
+        self.safety.start(state.q)
+        self.control.start()
+        self.progress.line(f"ramping in from the measured pose ({self.safety.config.ramp_in_s:.1f} s)")
+        self._wait_for("the safety ramp-in", lambda: self.safety.phase is Phase.RUN,
+                       self.safety.config.ramp_in_s + cfg.start_timeout_s)
+        episode = 0
+        while episode < cfg.episodes:
+            ended, rep = self._record_episode(episode)
+            if ended == RERECORD:
+                self.writer.discard_episode()
+                self.report.rerecorded += 1
+                self.progress.line(f"episode {episode + 1}: discarded, re-recording")
+            elif rep.frames == 0:
+                self.writer.discard_episode()
+            else:
+                index = self.writer.save_episode()
+                self.report.episodes.append(rep)
+                self.progress.line(f"episode {episode + 1}/{cfg.episodes} saved as #{index}: {rep.frames} frames, "
+                                   f"{rep.dropped} dropped, {rep.late} late, {rep.duration_s:.1f} s, camera "
+                                   f"{rep.camera_fps:.0f} fps, CPU {100 * rep.cpu_load:.0f}%")
+                episode += 1
+            if ended in (STOP, "end"):
+                self.report.stopped_by = "key" if ended == STOP else "source finished"
+                break
+            if episode < cfg.episodes and self._reset_phase(episode) == STOP:
+                self.report.stopped_by = "key"
+                break
+        return self.report

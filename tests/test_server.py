@@ -150,7 +150,9 @@ def test_ping_metadata_reset(server, engine):
     with PolicyClient(server.address, timeout_s=30) as c:
         assert abs(c.ping() - time.time()) < 60
         meta = c.metadata()
+        sessions = server.status()["sessions"]
         c.reset()
+        assert server.status()["sessions"] == sessions - 1  # this client's session was forgotten
     emb = engine.metadata["embodiment"]
     assert meta["protocol_version"] == 1 and meta["embodiment"] == emb["name"]
     assert meta["joint_names"] == emb["joint_names"] and len(meta["joint_names"]) == 28

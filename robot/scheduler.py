@@ -7,6 +7,7 @@ rate (>= 100 Hz):
 
 - actions whose time has passed when the chunk arrives (the measured latency) are dropped,
   and a chunk that arrives entirely stale is dropped whole;
+- a chunk with any non-finite value is refused whole (:class:`SchedulerError`);
 - a new chunk is cross-faded linearly into the one it overlaps, over ``crossfade_s``;
 - between two actions the target is linearly interpolated; past the last action it holds.
 
@@ -152,6 +153,10 @@ class ChunkScheduler:
         a = np.asarray(actions, dtype=np.float64)
         if a.ndim != 2 or a.shape[0] < 1:
             raise SchedulerError(f"a chunk must be [H, dim] with H >= 1, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            # Dropped whole, so the previous plan goes on; the safety filter would reject the
+            # commands anyway, but only after they had spoiled the cross-fade.
+            raise SchedulerError(f"a chunk with {int(np.sum(~np.isfinite(a)))} non-finite values")
         with self._lock:
             latency = max(0.0, now - obs_stamp)
             self._latencies.append(latency)

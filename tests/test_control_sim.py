@@ -4,6 +4,7 @@ real lara-serve subprocess: what reaches rt/arm_sdk is read back by a DDS reader
 - `lara-robot run --sim`: the first command is the measured pose with blend 0, every command is
   finite, in limits and CRC-valid, its status page answers, and Ctrl-C (SIGINT) fades it out.
 - `lara-robot eval --sim`: N trials scored from the sim's stages into metrics.json/CSV.
+- a hostile policy (NaN, inf, far out of limits): nothing non-finite or out of limits on the topic.
 - stale rt/lowstate (the sim frozen with SIGSTOP): the commands hold and fade out.
 - lara-serve killed (SIGKILL) mid-run: hold within 200 ms, faded out within 3 s.
 """
@@ -227,6 +228,32 @@ def test_lara_robot_eval_sim_writes_the_metrics(serve, sim, tmp_path):
     assert (out / "trials.csv").read_text().startswith("trial,Grasp-Left,Grasp-Right,Full,end_reason")
     assert "Pour" in (out / "metrics.csv").read_text()
     assert "task pour: 2 trials" in proc.stdout
+
+
+def test_nan_and_out_of_limit_chunks_never_reach_the_topic(sim, robot):
+    from robot.cameras import SimCamera
+
+    rng = np.random.default_rng(3)
+    calls = []
+
+    def hostile_policy(obs) -> np.ndarray:
+        calls.append(1)
+        chunk = rng.uniform(-40, 40, (8, EMB.dim)).astype(np.float32)   # far past every limit
+        if len(calls) % 3 == 0:
+            chunk[rng.integers(0, 8), rng.integers(0, EMB.dim)] = np.nan
+        if len(calls) % 5 == 0:
+            chunk[:, EMB.group("left_arm").start] = np.inf
+        return chunk
+
+    camera = SimCamera(DOMAIN)
+    camera.connect()
+    loop = ControlLoop(robot, camera, hostile_policy, EMB, fast_config(fade_s=0.5))
+    with ArmSdkRecorder() as rec:
+        result = loop.run(duration_s=1.5)
+        time.sleep(0.2)
+    assert result.request_errors["bad_chunk"] > 0 and result.interventions["joint_limit"] > 0
+    assert len(rec.messages) > 50
+    assert_safe_stream(rec.messages, rec.arm_idx)                       # finite, in limits, valid CRC
 
 
 def test_stale_lowstate_holds_and_fades_out(serve, sim, robot):

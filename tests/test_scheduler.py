@@ -94,6 +94,12 @@ def test_bad_chunks_and_settings_are_refused():
     s = ChunkScheduler(SchedulerConfig())
     with pytest.raises(SchedulerError):
         s.add_chunk(np.zeros(28), obs_stamp=0.0, now=0.0)
+    s.add_chunk(np.zeros((8, 2)), obs_stamp=0.0, now=0.0)
+    bad = np.ones((8, 2))
+    bad[3, 1] = np.nan
+    with pytest.raises(SchedulerError, match="1 non-finite"):
+        s.add_chunk(bad, obs_stamp=0.01, now=0.01)
+    np.testing.assert_array_equal(s.target(0.05), 0.0)             # the previous plan goes on
     with pytest.raises(SchedulerError, match="policy_hz"):
         SchedulerConfig.from_dict({"policy_hz": 0})
     with pytest.raises(SchedulerError, match="unknown"):

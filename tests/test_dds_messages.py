@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from robot.dds.messages import (GoMotorCmd_, GoMotorState_, IMUState_, LowCmd_, LowState_, MotorCmd_,
+from robot.dds.messages import (GoMotorCmd_, GoMotorState_, Image_, IMUState_, LowCmd_, LowState_, MotorCmd_,
                                 MotorCmds_, MotorState_, MotorStates_)
 
 
@@ -84,3 +85,15 @@ def test_fast_codec_equals_cyclonedds_generic_serialiser(use_version_2):
         generic = cmd.__idl__.serialize(cmd, use_version_2=use_version_2)
         assert cmd.serialize(use_version_2=use_version_2) == generic
         assert LowCmd_.deserialize(generic).serialize(use_version_2=use_version_2) == generic
+
+
+@pytest.mark.parametrize("use_version_2", [None, True])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7, 3), (48, 64, 3)])
+def test_image_codec_equals_the_generic_serialiser(use_version_2, shape):
+    pixels = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8).tobytes()
+    img = Image_(seq=9, stamp_ns=2**40 + 3, sim_time=12.5, height=shape[0], width=shape[1], data=pixels)
+    generic = img.__idl__.serialize(img, use_version_2=use_version_2)
+    assert img.serialize(use_version_2=use_version_2) == generic
+    back = Image_.deserialize(generic)
+    assert (back.seq, back.stamp_ns, back.sim_time, back.height, back.width) == (9, 2**40 + 3, 12.5, *shape[:2])
+    assert bytes(back.data) == pixels

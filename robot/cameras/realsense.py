@@ -35,6 +35,7 @@ class RealSenseCamera(Camera):
         self.repeat = bool(cfg.get("repeat", False))
         self.realtime = bool(cfg.get("realtime", True))  # recordings: False plays every frame in order
         self._pipeline = None
+        self._playback = None
         self._last_number = -1
 
     def connect(self) -> None:
@@ -54,8 +55,10 @@ class RealSenseCamera(Camera):
         except RuntimeError as exc:
             source = self.recording or f"D455 {self.serial or '(first found)'}"
             raise CameraError(f"cannot start {source} at {self.width}x{self.height}@{self.fps}: {exc}") from exc
+        self._playback = None
         if self.recording:
-            profile.get_device().as_playback().set_real_time(self.realtime)
+            self._playback = profile.get_device().as_playback()
+            self._playback.set_real_time(self.realtime)
         self._pipeline = pipeline
 
     def read(self, timeout_s: float = 1.0) -> Frame:
@@ -76,5 +79,10 @@ class RealSenseCamera(Camera):
 
     def disconnect(self) -> None:
         if self._pipeline is not None:
+            if self._playback is not None:
+                # librealsense can abort or hang stopping a non-real-time playback (its issues
+                # #3126, #8625); switching back to real time first avoids it.
+                self._playback.set_real_time(True)
+                self._playback = None
             self._pipeline.stop()
             self._pipeline = None

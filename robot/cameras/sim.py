@@ -41,7 +41,7 @@ class SimCamera(Camera):
             raise CameraError(f"sim frame {newest.seq}: {len(newest.data)} bytes for "
                               f"{newest.width}x{newest.height} RGB")
         self._last_seq = newest.seq
-        image = np.frombuffer(bytes(newest.data), dtype=np.uint8).reshape(newest.height, newest.width, 3)
+        image = np.frombuffer(newest.data, dtype=np.uint8).reshape(newest.height, newest.width, 3)
         # lara-sim runs on this host and stamps with CLOCK_MONOTONIC: the render time.
         return Frame(image=image, stamp=newest.stamp_ns / 1e9, index=int(newest.seq))
 

@@ -257,3 +257,31 @@ LowCmd_.serialize = _lowcmd_serialize
 LowCmd_.deserialize = classmethod(_lowcmd_deserialize)
 LowState_.serialize = _lowstate_serialize
 LowState_.deserialize = classmethod(_lowstate_deserialize)
+
+
+# Image_: header fields then the pixel bytes; the generic path turns 150 k pixels into a Python
+# list of ints (several ms per 224x224 frame each way), this keeps them as bytes.
+_IMAGE_HEAD = _struct.Struct("<I4xQdIII")  # seq, (pad to 8), stamp_ns, sim_time, height, width, len
+
+
+def _image_serialize(self, buffer=None, endianness=None, use_version_2=None) -> bytes:
+    if buffer is not None or endianness is not None or use_version_2:
+        return self.__idl__.serialize(self, buffer=buffer, endianness=endianness, use_version_2=use_version_2)
+    data = bytes(self.data)
+    return b"".join((_CDR_LE, _IMAGE_HEAD.pack(self.seq, self.stamp_ns, self.sim_time, self.height,
+                                               self.width, len(data)), data))
+
+
+def _image_deserialize(cls, data, has_header: bool = True, use_version_2=None):
+    if not has_header or bytes(data[:2]) != _CDR_LE[:2] or len(data) < 4 + _IMAGE_HEAD.size:
+        return cls.__idl__.deserialize(data, has_header=has_header, use_version_2=use_version_2)
+    seq, stamp_ns, sim_time, height, width, n = _IMAGE_HEAD.unpack_from(data, 4)
+    start = 4 + _IMAGE_HEAD.size
+    if len(data) < start + n:
+        raise ValueError(f"Image_ sample of {len(data)} bytes announces {n} pixel bytes")
+    return cls(seq=seq, stamp_ns=stamp_ns, sim_time=sim_time, height=height, width=width,
+               data=bytes(data[start:start + n]))
+
+
+Image_.serialize = _image_serialize
+Image_.deserialize = classmethod(_image_deserialize)

@@ -138,7 +138,7 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
 
     bundle_dir = Path(bundle_path)
     bundle = load_bundle(bundle_dir)
-    cfg, emb = bundle.config, bundle.preprocessor.embodiment
+    emb = bundle.preprocessor.embodiment
     if embodiment is not None and embodiment != emb.name:
         raise ExportError(f"the bundle is configured for embodiment {emb.name!r}, not {embodiment!r}; "
                           f"its preprocessing (layout, stats) is {emb.name!r}'s")

@@ -91,12 +91,15 @@ def query_device(device_index: int = 0) -> DeviceInfo:
     return DeviceInfo(name, f"{prop.major}.{prop.minor}", trt.__version__)
 
 
+_TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT64": "int64", "INT32": "int32",
+               "BOOL": "bool"}
+
+
 def trt_dtype_name(trt: Any, dtype: Any) -> str:
-    names = {trt.float32: "float32", trt.float16: "float16", trt.int64: "int64", trt.int32: "int32",
-             trt.bool: "bool"}
-    if hasattr(trt, "bfloat16"):
-        names[trt.bfloat16] = "bfloat16"
-    return names.get(dtype, str(dtype))
+    for member, name in _TRT_DTYPES.items():
+        if hasattr(trt.DataType, member) and dtype == getattr(trt.DataType, member):
+            return name
+    return str(dtype)
 
 
 def engine_io(trt: Any, engine: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -176,14 +179,23 @@ def build_trt(bundle: str | Path, precision: str = "fp16", max_batch: int = DEFA
                               "onnx": src.file.path})
         manifest.add(art)
         built.append(art)
-    manifest.save(bundle)
-    error = trt_parity(bundle, precision, seed=seed)
+    manifest.save(bundle)          # the engine loader reads the engines from the manifest
     tol = TRT_TOLERANCE[precision]
+    try:
+        error = trt_parity(bundle, precision, seed=seed)
+        log(f"TensorRT {precision} parity against torch fp32 (whole chunk, max abs error): {error:.3g} "
+            f"(tolerance {tol:g})")
+        if not error <= tol:
+            raise RuntimeError(f"TensorRT {precision} engines exceed the parity tolerance: {error:.3g} > {tol:g}; "
+                               f"they were removed")
+    except BaseException:
+        for art in built:          # engines that failed (or could not run) their check are not kept
+            manifest.artifacts.pop(art.key, None)
+            (bundle / art.file.path).unlink(missing_ok=True)
+        manifest.save(bundle)
+        raise
     for art in built:
-        art.parity = {"chunk_max_abs_error": error, "tolerance": tol, "reference": "torch fp32"}
+        art.parity = {"chunk_max_abs_error": error, "tolerance": tol, "reference": "torch fp32",
+                      "inputs": "fresh random observations and noise"}
     manifest.save(bundle)
-    log(f"TensorRT {precision} parity against torch fp32 (whole chunk, max abs error): {error:.3g} "
-        f"(tolerance {tol:g})")
-    if not error <= tol:
-        raise RuntimeError(f"TensorRT {precision} engines exceed the parity tolerance: {error:.3g} > {tol:g}")
     return manifest

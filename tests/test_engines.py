@@ -8,10 +8,10 @@ from lara.bundle import create_random_bundle
 from policy_export.cli import main as export_main
 from runtime.engine import Observation, make_noise
 from runtime.engines import ENGINE_KINDS, EngineError, load_engine
+from runtime.engines.base import TIMING_KEYS
 from runtime.engines.optional import MissingExtraError, require
 from runtime.engines.ort_engine import resolve_provider
 
-TIMING_KEYS = {"preprocess", "backbone", "action_head", "postprocess", "total"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_same_noise_same_chunk_on_every_engine(engines, batch):
     results = {kind: e.infer(obs, noise) for kind, e in engines.items()}
     for kind, r in results.items():
         assert r.actions.shape == (batch, 8, 28) and r.actions.dtype == np.float32, kind
-        assert TIMING_KEYS <= set(r.timing_ms) and all(v >= 0 for v in r.timing_ms.values()), kind
+        assert set(TIMING_KEYS) == set(r.timing_ms) and all(v >= 0 for v in r.timing_ms.values()), kind
     np.testing.assert_allclose(results["ort"].actions, results["torch"].actions, atol=1e-4, rtol=0)
     # and each engine is deterministic given the noise
     np.testing.assert_array_equal(engines["ort"].infer(obs, noise).actions, results["ort"].actions)

@@ -117,7 +117,7 @@ def export_graphs(bundle, out_dir: Path, precision: str = "fp32", opset: int = D
     return paths
 
 
-def _artifact(bundle_dir: Path, stage: str, precision: str, path: Path, parity: dict) -> Artifact:
+def onnx_artifact(bundle_dir: Path, stage: str, precision: str, path: Path, parity: dict) -> Artifact:
     inputs, outputs = graph_io(path)
     rel = path.relative_to(bundle_dir).as_posix()
     data = [FileDigest.of(bundle_dir, (path.parent / name).relative_to(bundle_dir).as_posix())
@@ -183,7 +183,7 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
             bundle, out_dir / written[("backbone", precision)].name, out_dir / written[("action_head", precision)].name,
             parity_batch, seed, log)
     for (stage, precision), p in written.items():
-        manifest.add(_artifact(bundle_dir, stage, precision, out_dir / p.name,
+        manifest.add(onnx_artifact(bundle_dir, stage, precision, out_dir / p.name,
                                manifest.parity[f"onnx_{precision}"]))
     manifest.export["precisions"] = sorted({p for _, p in written})
     manifest.save(bundle_dir)

@@ -150,3 +150,22 @@ def test_cli_refuses_other_embodiment_and_missing_tensorrt(exported, tmp_path, c
     except ImportError:
         assert export_main([str(b), "--trt"]) == 1
         assert "pip install 'lara-g1[trt]'" in capsys.readouterr().err
+
+
+def test_external_data_files_are_checksummed(exported, tmp_path):
+    """Graphs over 2 GB keep their weights in external files; those are listed and verified too."""
+    from policy_export.manifest import verify_files
+    from policy_export.onnx_export import onnx_artifact
+
+    b = _copy(exported, tmp_path)
+    model = onnx.load(str(b / "onnx/action_head.onnx"))
+    onnx.save_model(model, str(b / "onnx/action_head.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="action_head.onnx.data", size_threshold=1024)
+    art = onnx_artifact(b, "action_head", "fp32", b / "onnx/action_head.onnx", parity={})
+    assert [d.path for d in art.data_files] == ["onnx/action_head.onnx.data"]
+    verify_files(b, art)
+    data = bytearray((b / "onnx/action_head.onnx.data").read_bytes())
+    data[100] ^= 0x01
+    (b / "onnx/action_head.onnx.data").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="action_head.onnx.data"):
+        verify_files(b, art)

@@ -10,6 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
+
+from configs import config_path
 
 from lara.data.lerobot import LeRobotDataset
 from lara.data.samples import LaraSampleDataset
@@ -27,12 +30,22 @@ def _teleop(*args, timeout=240):
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def control_config(tmp_path_factory):
+    """The default safety settings with the shortest ramp-in and a short fade (test time)."""
+    raw = yaml.safe_load(config_path("control/default.yaml").read_text())
+    raw["safety"].update(ramp_in_s=1.0, fade_s=0.3)
+    path = tmp_path_factory.mktemp("control") / "fast.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, control_config):
     out = tmp_path_factory.mktemp("teleop") / "pour"
     domain = random.randint(100, 230)
     proc = _teleop("record", "--task", "pour", "--episodes", "3", "--episode-time", "3",
                    "--reset-time", "0.5", "--source", "synthetic", "--robot", "sim",
-                   "--domain", str(domain), "--out", str(out))
+                   "--domain", str(domain), "--out", str(out), "--control-config", control_config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
 
@@ -62,10 +75,10 @@ def test_record_synthetic_sim_gives_a_valid_dataset_training_reads(recorded):
     assert tuple(np.shape(item["actions"])) == (8, 28)
 
 
-def test_replay_plays_an_episode_through_the_safety_filter(recorded):
+def test_replay_plays_an_episode_through_the_safety_filter(recorded, control_config):
     out, _ = recorded
     proc = _teleop("replay", str(out), "--episode", "1", "--robot", "sim",
-                   "--domain", str(random.randint(100, 230)))
+                   "--domain", str(random.randint(100, 230)), "--control-config", control_config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "replayed" in proc.stdout
     bad = _teleop("replay", str(out), "--episode", "7", "--robot", "sim")

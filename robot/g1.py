@@ -16,6 +16,7 @@ visible to the safety watchdog as a stale ``rt/lowstate``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from robot.head import make_head
 from robot.interface import Robot, RobotState
 
 ARM_MODE_ENABLE = 1
+log = logging.getLogger(__name__)
 
 
 class G1ConfigError(ValueError):
@@ -180,17 +182,24 @@ class G1Robot(Robot):
         self.disconnect()
 
     def _receive(self) -> None:
+        errors = 0
         while not self._stop.is_set():
-            self._waitset.wait(duration(milliseconds=50))
-            latest = None
-            for msg in self._state_reader.take(N=16):
-                if isinstance(msg, LowState_):
-                    latest = msg
-            if latest is not None:
-                with self._lock:
-                    self._lowstate, self._lowstate_stamp = latest, time.monotonic()
-            self.hands.poll()
-            self.head.poll()
+            try:
+                self._waitset.wait(duration(milliseconds=50))
+                latest = None
+                for msg in self._state_reader.take(N=16):
+                    if isinstance(msg, LowState_):
+                        latest = msg
+                if latest is not None:
+                    with self._lock:
+                        self._lowstate, self._lowstate_stamp = latest, time.monotonic()
+                self.hands.poll()
+                self.head.poll()
+            except Exception:  # noqa: BLE001 - keep receiving; the state stamp shows any gap
+                errors += 1
+                if errors in (1, 10) or errors % 1000 == 0:
+                    log.exception("G1 receive thread error (%d so far)", errors)
+                self._stop.wait(0.01)
 
     # ------------------------------------------------------------------ state
     def wait_for_state(self, timeout_s: float = 5.0) -> RobotState:

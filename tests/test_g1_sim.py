@@ -157,7 +157,7 @@ def test_stale_state_shows_in_the_stamp_after_the_sim_stops():
         r.connect()
         try:
             r.wait_for_state(10.0)
-            proc.stop()
+            assert proc.stop() == 0  # SIGINT: a clean shutdown
             stopped = time.monotonic()
             time.sleep(0.3)
             s = r.read_state()

@@ -66,6 +66,7 @@ class TeleopControl:
         self.stale_ticks = 0
         self.ticks = 0
         self.ik_unconverged = 0
+        self.retarget_s: collections.deque = collections.deque(maxlen=20000)   # CPU s per retarget
         self.error: BaseException | None = None
 
     def start(self) -> "TeleopControl":
@@ -107,7 +108,9 @@ class TeleopControl:
             self._last_stamp = sample.timestamp
             if self.tracking_recorder is not None:
                 self.tracking_recorder.add(sample)
+            cpu = time.thread_time()
             result = self.retargeter(sample)
+            self.retarget_s.append(time.thread_time() - cpu)
             if result is not None:
                 self._target, self._target_stamp = result.q, sample.timestamp
                 self.ik_unconverged += sum(not r.converged for r in result.ik.values())

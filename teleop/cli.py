@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--episode-time", type=float, help="seconds per episode (needed without a terminal)")
     rec.add_argument("--reset-time", type=float, default=5.0, help="reset phase between episodes (s)")
     rec.add_argument("--resume", action="store_true", help="add episodes to an existing dataset")
+    rec.add_argument("--calibrate-hands", action="store_true",
+                     help="also capture the operator's open hands and fists (needs a terminal)")
     rec.add_argument("--record-tracking", type=Path, help="also save the raw tracking stream (.npz)")
     rec.add_argument("--seed", type=int, default=0, help="synthetic operator and sim scene seed")
 
@@ -147,6 +149,8 @@ def cmd_record(args) -> int:
     if not interactive and args.episode_time is None and not scripted:
         raise CliError("standard input is not a terminal, so nobody can press next: give "
                        "--episode-time S for unattended recording")
+    if args.calibrate_hands and not interactive:
+        raise CliError("--calibrate-hands needs a terminal (the operator confirms each hand pose)")
     if args.source == "avp" and not args.avp_ip:
         raise CliError("--source avp needs --avp-ip (the Vision Pro's address in the Tracking Streamer app)")
     scene, instruction = _resolve_task(args.task)
@@ -182,7 +186,7 @@ def cmd_record(args) -> int:
         session = RecordSession(
             SessionConfig(task=instruction, episodes=args.episodes, fps=args.fps, camera=args.camera,
                           episode_time_s=args.episode_time, reset_time_s=args.reset_time,
-                          interactive=interactive),
+                          interactive=interactive, calibrate_hands=args.calibrate_hands),
             source, Retargeter(config=retarget_cfg), safety, robot, camera, writer_factory,
             command_hz=safety_cfg.command_hz, tracking_timeout_s=retarget_cfg.tracking_timeout_s,
             tracking_recorder=recorder, on_reset=on_reset)

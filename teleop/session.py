@@ -247,6 +247,7 @@ class SessionConfig:
     calibration_s: float = 0.5             # tracking averaged for the operator calibration
     start_timeout_s: float = 15.0
     interactive: bool = False              # keys and prompts (stdin is a terminal)
+    calibrate_hands: bool = False          # also capture the operator's open hands and fists
 
 
 @dataclass
@@ -337,6 +338,20 @@ class RecordSession:
             time.sleep(0.005)
         cal = self.retargeter.calibrate(samples)
         self.progress.line(f"calibrated from {len(samples)} samples (heading {np.degrees(cal.heading):.0f} deg)")
+        if cfg.interactive and cfg.calibrate_hands:
+            hands = {}
+            for what in ("open", "closed"):
+                self.progress.line("hands: open both hands fully, fingers straight, then press n or →"
+                                   if what == "open" else "hands: make two firm fists, then press n or →")
+                while self.keys.poll() != NEXT:
+                    time.sleep(0.02)
+                hands[what] = self._fresh_sample()
+                if hands[what] is None:
+                    raise SessionError("no fresh tracking sample for the hand calibration")
+            for side in ("left", "right"):
+                self.retargeter.hands.calibrate(side, getattr(hands["open"], f"{side}_hand"),
+                                                getattr(hands["closed"], f"{side}_hand"))
+            self.progress.line("hands calibrated")
 
     def _status(self, phase: str, episode: int, elapsed: float, frames: int, dropped: int) -> None:
         track = "ok" if self.control.tracking_ok else "LOST"

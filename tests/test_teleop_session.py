@@ -226,3 +226,45 @@ def test_session_reports_a_faded_out_filter(tmp_path):
         session.run()
     assert not (tmp_path / "ds" / "meta" / "episodes").exists() or \
         LeRobotDataset(tmp_path / "ds").num_episodes == 0
+
+
+def test_record_keys_from_a_terminal():
+    import os
+    master, slave = os.openpty()
+    with os.fdopen(slave, "r") as stream:
+        keys = RecordKeys(stream)
+        assert RecordKeys.interactive(stream)
+        with keys:
+            os.write(master, b"\x1b[C")
+            os.write(master, b"r")
+            os.write(master, b"\x1b")
+            got = [keys.events.get(timeout=2.0) for _ in range(3)]
+        assert got == [NEXT, RERECORD, STOP]
+    os.close(master)
+
+
+def test_replayed_tracking_drives_a_session(tmp_path):
+    from teleop.sources import ReplaySource, TrackingRecorder
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self):
+            return self.t
+    clock = Clock()
+    operator = SyntheticSource(rate_hz=60, episode_s=1.0, clock=clock)
+    operator.connect()
+    recorder = TrackingRecorder(tmp_path / "stream.npz")
+    for k in range(int(3.0 * 60)):      # neutral while calibrating and ramping in, then a 1 s episode
+        clock.t = k / 60
+        if k == int(1.6 * 60):
+            operator.next_episode()
+        recorder.add(operator.latest())
+    replay = ReplaySource(recorder.save())
+    replay.connect()
+    session, _, writers = _session(tmp_path, replay, episodes=3, episode_time=None)
+    report = session.run()
+    writers[0].close()
+    # The recorded script ends its episode after ~1 s; then the stream runs out.
+    assert len(report.episodes) >= 1 and 15 <= report.episodes[0].frames <= 40
+    assert report.stopped_by == "source finished"

@@ -107,7 +107,8 @@ def table(results: dict[int, dict[str, dict[str, np.ndarray]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="tiny", choices=("tiny", "small", "paper"))
-    p.add_argument("--bundle", type=Path, help="an existing bundle (default: a random one of --preset)")
+    p.add_argument("--bundle", type=Path,
+                   help="an existing bundle, exported into when it has no ONNX export (default: a random one of --preset)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--iters", type=int, default=None, help="timed iterations per engine (default: by preset)")
     p.add_argument("--warmup", type=int, default=3)
@@ -135,8 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         if bundle is None:
             from lara.bundle import create_random_bundle
             bundle = create_random_bundle(Path(tmp) / args.preset, preset=args.preset, seed=0)
+        from policy_export.manifest import Manifest, ManifestError
         from policy_export.onnx_export import export_onnx
-        export_onnx(bundle, precisions=("fp32", args.precision) if want_trt else ("fp32",), log=log)
+        try:   # an --bundle that is already exported is benchmarked as it is
+            manifest = Manifest.load(bundle)
+            for precision in ("fp32", args.precision) if want_trt else ("fp32",):
+                manifest.get("action_head", "onnx", precision)
+            exported = args.bundle is not None
+        except ManifestError:
+            exported = False
+        if not exported:
+            export_onnx(bundle, precisions=("fp32", args.precision) if want_trt else ("fp32",), log=log)
         if want_trt:
             from policy_export.trt_build import build_trt
             build_trt(bundle, args.precision, max_batch=max(args.batches), log=log)

@@ -127,6 +127,9 @@ def test_frozen_backbone_has_no_trainable_parameters():
     policy = _tiny(tune_backbone=False)
     assert not any(p.requires_grad for p in policy.backbone.parameters())
     assert all(p.requires_grad for p in policy.head.parameters())
+    policy.train()
+    assert policy.head.training and policy.adapter.training and not policy.backbone.training
+    assert _tiny().train().backbone.training  # a tuned backbone trains
 
 
 def test_inference_path_exports_to_onnx_with_parity(tmp_path):

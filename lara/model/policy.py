@@ -69,6 +69,13 @@ class LaraPolicy(nn.Module):
         dim_mask[: embodiment.dim] = 1.0
         self.register_buffer("action_dim_mask", dim_mask, persistent=False)
 
+    def train(self, mode: bool = True) -> "LaraPolicy":
+        """A frozen backbone stays in eval mode (no dropout) while the rest trains."""
+        super().train(mode)
+        if not self.config.tune_backbone:
+            self.backbone.eval()
+        return self
+
     def backbone_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                           attention_mask: torch.Tensor) -> torch.Tensor:
         """Adapted VL tokens ``[B, N, vl_dim]`` (backbone, then the LayerNorm + self-attention adapter)."""

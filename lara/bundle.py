@@ -107,6 +107,10 @@ def save_bundle(path: str | Path, policy: LaraPolicy, config: PolicyConfig, stat
         differing = sorted(k for k, v in config.to_dict().items() if built_from.to_dict().get(k) != v)
         raise BundleError(f"the policy was built from a different config than the one given: {differing}; "
                           f"the bundle would not load")
+    try:
+        json.dumps({"extra": extra, "instructions": list(instructions or [])})
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"extra and instructions must be JSON-serialisable: {exc}") from exc
     embodiment = load_embodiment(config.embodiment)
     if not isinstance(stats, NormStats):
         try:

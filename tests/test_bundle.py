@@ -204,5 +204,7 @@ def test_save_refuses_a_config_the_policy_was_not_built_from(tmp_path, bundle_di
         save_bundle(tmp_path / "b", bundle.policy, bundle.config.replace(dit_layers=6), bundle.stats)
     with pytest.raises(BundleError, match=r"cannot save the normalisation stats: .*'action'"):
         save_bundle(tmp_path / "b", bundle.policy, bundle.config, {"state": bundle.stats.state.to_dict()})
+    with pytest.raises(BundleError, match="must be JSON-serialisable"):
+        save_bundle(tmp_path / "b", bundle.policy, bundle.config, bundle.stats, extra={"when": object()})
     assert not (tmp_path / "b").exists()
     assert "policy" not in repr(bundle) and bundle.model_id in repr(bundle)

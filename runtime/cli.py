@@ -48,15 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = _read_token(args.token_file) if args.token_file else None
 
-    from runtime.dashboard import DashboardServer
-    from runtime.dashboard.app import parse_hostport
     from runtime.server import PolicyServer, is_loopback
 
     if not is_loopback(args.bind) and token is None and not args.insecure:
         print(f"lara-serve: refusing to bind {args.bind} without a token (--token-file), since it is not a "
               f"loopback address; pass --insecure only on a trusted network", file=sys.stderr)
         return 2
-    dash_addr = None if args.dashboard.lower() == "off" else parse_hostport(args.dashboard)
+    from runtime.dashboard import DashboardServer
+    from runtime.dashboard.app import parse_hostport
+
+    try:
+        dash_addr = None if args.dashboard.lower() == "off" else parse_hostport(args.dashboard)
+    except ValueError as exc:
+        print(f"lara-serve: --dashboard: {exc}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 

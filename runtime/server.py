@@ -73,6 +73,7 @@ class _Job:
     groot_batched: bool = False
     frame: tuple[str, Any] | None = None  # (camera, JPEG bytes or RGB array) for the dashboard
     client: bytes = b""
+    answered: bool = False
 
 
 @dataclass
@@ -128,6 +129,7 @@ class PolicyServer:
         self._sessions: collections.OrderedDict[bytes, ClientSession] = collections.OrderedDict()
         self._active_lock = threading.Lock()
         self._active: dict[bytes, float] = {}   # client -> last infer time, read by the worker
+        self._pending: collections.Counter[bytes] = collections.Counter()  # client -> queued or running jobs
         self._connections = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -381,11 +383,16 @@ class PolicyServer:
         session.last_infer = now
         with self._active_lock:
             self._active[job.client] = now
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise P.ProtocolError(P.BUSY, f"the server's queue of {self._queue.maxsize} pending requests is "
-                                          f"full; retry shortly", job.request_id) from None
+            if self._pending[job.client] >= self.max_batch:
+                raise P.ProtocolError(P.BUSY, f"this client already has {self._pending[job.client]} requests "
+                                              f"pending (at most --max-batch {self.max_batch} per client)",
+                                      job.request_id)
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise P.ProtocolError(P.BUSY, f"the server's queue of {self._queue.maxsize} pending requests "
+                                              f"is full; retry shortly", job.request_id) from None
+            self._pending[job.client] += 1
         return None  # the worker replies
 
     # ---------------------------------------------------------------------------- worker thread
@@ -404,7 +411,7 @@ class PolicyServer:
                     self._run_batch(batch, pipe)
                 except Exception:  # a bug of ours: answer everyone in the batch, keep the worker alive
                     log.exception("internal error running a batch")
-                    for job in batch.jobs:
+                    for job in [j for j in batch.jobs if not j.answered]:
                         self._reply(pipe, job, self._error(P.INTERNAL, "internal server error (see the server log)",
                                                            job.request_id, job.groot, None))
         finally:
@@ -442,6 +449,11 @@ class PolicyServer:
 
     def _reply(self, pipe: zmq.Socket, job: _Job, payload: bytes) -> None:
         pipe.send_multipart(job.envelope + [payload])
+        job.answered = True
+        with self._active_lock:
+            self._pending[job.client] -= 1
+            if self._pending[job.client] <= 0:
+                del self._pending[job.client]
 
     def _run_batch(self, batch: _Batch, pipe: zmq.Socket) -> None:
         now = time.monotonic()

@@ -502,3 +502,28 @@ def test_ipv6_loopback(engine, camera):
         assert srv.address.startswith("tcp://[::1]:")
         with PolicyClient(srv.address, timeout_s=30) as c:
             assert c.infer(state(1), {camera: image(1)}).actions.shape == (8, 28)
+
+
+def test_one_client_cannot_fill_the_queue_for_everyone(engine, camera):
+    """At most max_batch pending requests per client; beyond that only that client gets busy."""
+    with PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=2, queue_size=64) as srv:
+        greedy, polite = Raw(srv.address, zmq.DEALER), Raw(srv.address, zmq.DEALER)
+        engine.gate.clear()
+        engine.entered.clear()
+        try:
+            greedy.send(infer_msg("g1", camera))
+            assert engine.entered.wait(30)
+            greedy.send(infer_msg("g2", camera))
+            greedy.send(infer_msg("g3", camera))
+            busy = greedy.recv()
+            assert busy["id"] == "g3" and busy["error"]["code"] == "busy" and "per client" in busy["error"]["message"]
+            polite.send(infer_msg("p1", camera))
+        finally:
+            engine.gate.set()
+        assert {greedy.recv()["id"], greedy.recv()["id"]} == {"g1", "g2"}
+        reply = polite.recv()
+        assert reply["ok"] and reply["id"] == "p1"
+        greedy.send(infer_msg("g4", camera))  # its slots are free again
+        assert greedy.recv()["ok"]
+        greedy.close()
+        polite.close()

@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=3)
     ap.add_argument("--episode-time", type=float, default=10.0)
     ap.add_argument("--domain", type=int, default=random.randint(100, 230))
+    ap.add_argument("--preset", default="veryfast", help="x264 preset of the dataset videos")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     emb = load_embodiment("g1")
@@ -79,7 +80,7 @@ def main() -> None:
         writers = []
 
         def factory(hw):
-            writers.append(LeRobotWriter(Path(tmp) / "ds", fps=30, cameras={"head": hw}))
+            writers.append(LeRobotWriter(Path(tmp) / "ds", fps=30, cameras={"head": hw}, preset=args.preset))
             return writers[0]
 
         session = RecordSession(
@@ -93,9 +94,11 @@ def main() -> None:
         writer.close()
         robot.disconnect()
         problems = validate_dataset(Path(tmp) / "ds")
-        print(f"\n{'episode':>7} {'frames':>6} {'dropped':>7} {'late':>5} {'camera fps':>10} {'CPU (1 core)':>12}")
+        print(f"\n{'episode':>7} {'frames':>6} {'dropped':>7} {'late':>5} {'behind s':>8} {'camera fps':>10} "
+              f"{'CPU (1 core)':>12}")
         for e in report.episodes:
-            print(f"{e.index:7d} {e.frames:6d} {e.dropped:7d} {e.late:5d} {e.camera_fps:10.1f} {100 * e.cpu_load:11.0f}%")
+            print(f"{e.index:7d} {e.frames:6d} {e.dropped:7d} {e.late:5d} {e.behind_s:8.2f} {e.camera_fps:10.1f} "
+                  f"{100 * e.cpu_load:11.0f}%")
         r = np.array(session.control.retarget_s) * 1e3
         print(f"video encoding: {1e3 * writer.encode_seconds / max(writer.encoded_frames, 1):.1f} ms wall per "
               f"640x480 frame ({writer.codec})")

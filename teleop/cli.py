@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--render", type=_size, default=(224, 224),
                      help="simulated camera size WIDTHxHEIGHT (default 224x224)")
     rec.add_argument("--fps", type=int, default=30, help="recording rate (default 30)")
+    rec.add_argument("--video-preset", default="veryfast",
+                     help="x264 preset (ultrafast .. medium): faster presets cost less CPU per frame")
     rec.add_argument("--episode-time", type=float, help="seconds per episode (needed without a terminal)")
     rec.add_argument("--reset-time", type=float, default=5.0, help="reset phase between episodes (s)")
     rec.add_argument("--resume", action="store_true", help="add episodes to an existing dataset")
@@ -175,7 +177,8 @@ def cmd_record(args) -> int:
 
         def writer_factory(hw: tuple[int, int]):
             from teleop.dataset_writer import LeRobotWriter
-            writer = LeRobotWriter(args.out, fps=args.fps, cameras={args.camera: hw}, resume=args.resume)
+            writer = LeRobotWriter(args.out, fps=args.fps, cameras={args.camera: hw}, resume=args.resume,
+                                   preset=args.video_preset)
             stack.callback(writer.close)
             return writer
 

@@ -11,8 +11,9 @@ Three threads of one process:
 - recorder (the caller's thread, :class:`RecordSession`): at every tick k of the fps grid of an
   episode, takes the state and command in effect at t0 + k/fps and the newest frame captured by
   then, and appends them with timestamp k/fps. A tick whose newest frame is older than 1.5 frame
-  periods is a dropped frame (the image repeats); a recorder that falls behind catches up from
-  the histories, so the time base stays exact.
+  periods is a dropped frame (the image repeats); a recorder that falls behind (a slow video
+  encoder) catches up from the histories (10 s of state, 5 s of frames), so the time base stays
+  exact; ticks beyond those buffers count as dropped too.
 
 The action recorded is the command the safety filter sent (what the policy must learn to output:
 its commands go through the same filter). Episodes end after ``episode_time_s``, when a scripted
@@ -48,7 +49,7 @@ class TeleopControl:
     def __init__(self, source: TrackingSource, retargeter: Retargeter, safety: SafetyFilter,
                  robot: Any, *, hz: float, tracking_timeout_s: float,
                  tracking_recorder: TrackingRecorder | None = None,
-                 clock: Callable[[], float] = time.monotonic, history_s: float = 3.0):
+                 clock: Callable[[], float] = time.monotonic, history_s: float = 10.0):
         self.source, self.retargeter, self.safety, self.robot = source, retargeter, safety, robot
         self.period = 1.0 / hz
         self.tracking_timeout_s = tracking_timeout_s
@@ -139,6 +140,11 @@ class TeleopControl:
             hist = list(self._history)
         return next((e for e in reversed(hist) if e[0] <= t), hist[0] if hist else None)
 
+    def covers(self, t: float) -> bool:
+        """Whether the history still reaches back to ``t``."""
+        with self._lock:
+            return bool(self._history) and self._history[0][0] <= t
+
     def at(self, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(measured state, command) in effect at time ``t`` (the last tick at or before it).
 
@@ -159,7 +165,7 @@ class TeleopControl:
 class FrameRing:
     """Reads a camera on its own thread and keeps the last frames (``robot.cameras.Frame``)."""
 
-    def __init__(self, camera: Any, size: int = 90):
+    def __init__(self, camera: Any, size: int = 150):
         self.camera = camera
         self._frames: collections.deque = collections.deque(maxlen=size)
         self._lock = threading.Lock()
@@ -260,6 +266,7 @@ class EpisodeReport:
     cpu_load: float                        # process CPU time / wall time while recording
     tracking_stale_ticks: int
     camera_fps: float                      # frames the camera delivered per second
+    behind_s: float = 0.0                  # the most the recorder lagged behind the clock
 
 
 @dataclass
@@ -389,6 +396,7 @@ class RecordSession:
         cpu0 = time.process_time()
         stale0, frames0 = self.control.stale_ticks, self.frames.count
         k = dropped = late = 0
+        behind = 0.0
         ended = "next"
         while True:
             t_k = t0 + k * period
@@ -397,6 +405,7 @@ class RecordSession:
                 time.sleep(delay)
             elif -delay > period:
                 late += 1
+                behind = max(behind, -delay)
             self._check_alive()
             key = self.keys.poll()
             if key in (NEXT, RERECORD, STOP):
@@ -413,15 +422,16 @@ class RecordSession:
             frame = self.frames.at(t_k)
             if state is None or action is None or frame is None:
                 raise SessionError("no robot state, command or camera frame to record")
-            if t_k - frame.stamp > 1.5 * period:
-                dropped += 1
+            if t_k - frame.stamp > 1.5 * period or not self.control.covers(t_k):
+                dropped += 1          # no fresh image (or the recorder fell behind its buffers)
             self.writer.add_frame(state, action, {cfg.camera: frame.image}, timestamp=k / fps)
             k += 1
             if k % 5 == 0:
                 self._status("recording", episode, k / fps, k, dropped)
         wall = max(self._clock() - t0, 1e-6)
         report = EpisodeReport(episode, k, dropped, late, wall, (time.process_time() - cpu0) / wall,
-                               self.control.stale_ticks - stale0, (self.frames.count - frames0) / wall)
+                               self.control.stale_ticks - stale0, (self.frames.count - frames0) / wall,
+                               behind)
         return ended, report
 
     # -- main ---------------------------------------------------------------------------------
@@ -470,7 +480,7 @@ class RecordSession:
                 index = self.writer.save_episode()
                 self.report.episodes.append(rep)
                 self.progress.line(f"episode {episode + 1}/{cfg.episodes} saved as #{index}: {rep.frames} frames, "
-                                   f"{rep.dropped} dropped, {rep.late} late, {rep.duration_s:.1f} s, camera "
+                                   f"{rep.dropped} dropped, {rep.late} late (<= {rep.behind_s:.2f} s), {rep.duration_s:.1f} s, camera "
                                    f"{rep.camera_fps:.0f} fps, CPU {100 * rep.cpu_load:.0f}%")
                 episode += 1
             if ended in (STOP, "end"):

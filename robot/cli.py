@@ -122,9 +122,10 @@ class Session:
                 from robot.sim.process import SimProcess
 
                 # the sim camera at the policy rate, like the D455 at 30 fps
-                self.stack.enter_context(SimProcess(self.task.name, domain_id=domain,
-                                                    render_size=(int(size[0]), int(size[1])), seed=args.seed,
-                                                    camera_fps=self.config.scheduler.policy_hz))
+                sim = SimProcess(self.task.name, domain_id=domain, render_size=(int(size[0]), int(size[1])),
+                                 seed=args.seed, camera_fps=self.config.scheduler.policy_hz)
+                self.stack.push(sim)    # its exit (stop) is registered before it starts: a Ctrl-C
+                sim.start()             # anywhere in start() still stops the subprocess
             from robot.sim.control import SimControl
 
             self.sim_control = SimControl(domain)
@@ -204,13 +205,23 @@ def _read_token(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _signals_estop(estop: EStop):
-    """SIGINT and SIGTERM trigger the e-stop (a fade-out), instead of killing the process."""
+def _signals_estop(session: Session):
+    """SIGINT and SIGTERM trigger the e-stop (a fade-out), instead of killing the process.
+
+    Before the first control loop exists nothing has been commanded, so they abort the start-up
+    (KeyboardInterrupt) instead of waiting for it to finish.
+    """
+    estop = session.estop
+
     def handler(signum, _frame):
         name = signal.Signals(signum).name
-        if estop.triggered:
-            log.warning("%s again: the fade-out is already under way", name)
+        first = not estop.triggered
         estop.trigger(name)
+        if session.current is None:
+            if first:   # once: a second signal must not interrupt the clean-up of the first
+                raise KeyboardInterrupt(name)
+            return
+        log.warning("%s: e-stop, fading out", name)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -378,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     estop = EStop()
     session = Session(args, embodiment, config, task, estop)
-    with _signals_estop(estop):
+    with _signals_estop(session):
         try:
             session.open()
             with _dashboard(args.dashboard, session):
@@ -386,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ControlError, SafetyError, EvaluationError, OSError, TimeoutError, EOFError) as exc:
             print(f"lara-robot: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("lara-robot: interrupted during start-up; nothing was commanded", file=sys.stderr)
+            return 130
         finally:
             session.close()
 

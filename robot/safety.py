@@ -209,6 +209,7 @@ class SafetyFilter:
         self._counts: collections.Counter[str] = collections.Counter()
         self._events: collections.deque[Intervention] = collections.deque(maxlen=200)
         self._streak: set[str] = set()
+        self._stale: set[str] = set()                # watchdog conditions in force
         self._q0: np.ndarray | None = None          # measured pose at start
         self._target: np.ndarray | None = None      # latest safe (finite, in-limit) target
         self._last_cmd: np.ndarray | None = None    # what was last sent
@@ -413,9 +414,18 @@ class SafetyFilter:
         if self._phase not in (Phase.RAMP, Phase.RUN, Phase.HOLD):
             return
         state = self.robot.read_state()
-        stale_state = state is None or now - state.stamp > self.config.state_timeout_s
-        stale_cmd = self._cmd_stamp is None or now - self._cmd_stamp > self.config.command_timeout_s
-        if not (stale_state or stale_cmd):
+        state_age = float("inf") if state is None else now - state.stamp
+        cmd_age = float("inf") if self._cmd_stamp is None else now - self._cmd_stamp
+        stale = {"stale_state": state_age > self.config.state_timeout_s,
+                 "stale_command": cmd_age > self.config.command_timeout_s}
+        for kind, age, what in (("stale_state", state_age, "no robot state"),
+                                ("stale_command", cmd_age, "no fresh command")):
+            if stale[kind] and kind not in self._stale:     # each condition counted as it begins
+                self._stale.add(kind)
+                self._intervene(kind, f"{what} for {1e3 * age:.0f} ms; holding", now)
+            elif not stale[kind]:
+                self._stale.discard(kind)
+        if not self._stale:
             if self._phase is Phase.HOLD:
                 self._phase = Phase.RAMP if now - self._t_start < self.config.ramp_in_s else Phase.RUN
                 self._event(now, "resumed", "fresh commands and state again")
@@ -424,14 +434,9 @@ class SafetyFilter:
         if self._phase is not Phase.HOLD:
             self._hold_since = now
             self._phase = Phase.HOLD
-            if stale_cmd:
-                age = float("inf") if self._cmd_stamp is None else now - self._cmd_stamp
-                self._intervene("stale_command", f"no fresh command for {1e3 * age:.0f} ms; holding", now)
-            if stale_state:
-                age = float("inf") if state is None else now - state.stamp
-                self._intervene("stale_state", f"no robot state for {1e3 * age:.0f} ms; holding", now)
         elif now - self._hold_since >= self.config.hold_s:
-            self._begin_fade(now, "watchdog: " + ("stale state" if stale_state else "stale commands"))
+            self._begin_fade(now, "watchdog: " + ("stale state" if "stale_state" in self._stale
+                                                  else "stale commands"))
 
     def _begin_fade(self, now: float, reason: str) -> None:
         self._phase = Phase.FADE

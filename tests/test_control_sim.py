@@ -116,7 +116,11 @@ def serve(bundle, tmp_path_factory):
     yield proc, address
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:       # lara-serve's own shutdown is not under test here
+            proc.kill()
+            proc.wait(5)
     log.close()
 
 
@@ -209,6 +213,22 @@ def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
     running = [s for s in statuses if s.get("phase") in ("ramp", "run")]
     assert running and running[-1]["task"] == "pour"
     assert running[-1]["joints"]["command"] is not None
+
+
+def test_ctrl_c_during_start_up_aborts_and_stops_the_sim(serve):
+    _, address = serve
+    domain = DOMAIN + 1 if DOMAIN < 230 else 100
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robot.cli", "run", "--task", "pour", "--sim", "--domain", str(domain),
+         "--server", address, "--dashboard", "off"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    sim_cmd = f"robot.sim.cli --task pour --domain {domain} "
+    wait_for(lambda: subprocess.run(["pgrep", "-f", sim_cmd], capture_output=True).returncode == 0, 30)
+    proc.send_signal(signal.SIGINT)                                     # while lara-sim starts up
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "interrupted during start-up; nothing was commanded" in out
+    assert subprocess.run(["pgrep", "-f", sim_cmd], capture_output=True).returncode == 1, "lara-sim left behind"
 
 
 def test_lara_robot_eval_sim_writes_the_metrics(serve, sim, tmp_path):

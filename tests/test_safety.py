@@ -283,3 +283,23 @@ def test_safety_config_loads_by_name_for_every_command_source():
     assert SafetyConfig.load("default") == CFG
     with pytest.raises(SafetyError, match="no control config named"):
         SafetyConfig.load("nope")
+
+
+def test_each_watchdog_condition_is_counted_as_it_begins():
+    robot, f = make()
+    f.start(EMB.default_pose, now=0.0)
+    n = int(CFG.ramp_in_s * CFG.command_hz) + 10
+    times = run_steps(f, robot, [EMB.default_pose] * n)
+    t = times[-1]
+    for _ in range(int(0.3 / PERIOD)):                  # commands stop; state still fresh
+        t += PERIOD
+        robot.state_stamp = t
+        f.step(None, t)
+    assert f.phase is Phase.HOLD and f.interventions == {"stale_command": 1}
+    t_state = t
+    while f.active:                                     # now the state stops too
+        t += PERIOD
+        f.step(None, t)
+    assert f.interventions["stale_state"] == 1 and f.interventions["stale_command"] == 1
+    assert f.fade_reason == "watchdog: stale state"
+    assert t - t_state <= 3.0

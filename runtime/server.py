@@ -127,6 +127,7 @@ class PolicyServer:
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=queue_size)
         self._rng = np.random.default_rng(seed)
         self._sessions: collections.OrderedDict[bytes, ClientSession] = collections.OrderedDict()
+        self._sessions_lock = threading.Lock()  # the I/O thread writes, the dashboard reads
         self._active_lock = threading.Lock()
         self._active: dict[bytes, float] = {}   # client -> last infer time, read by the worker
         self._pending: collections.Counter[bytes] = collections.Counter()  # client -> queued or running jobs
@@ -225,8 +226,20 @@ class PolicyServer:
         snap.update({"model": self.model_id, "engine": self.engine_kind, "bind": self.address or self.bind,
                      "embodiment": self.embodiment["name"], "max_batch": self.max_batch,
                      "batch_window_ms": self.batch_window_s * 1000.0, "queue_depth": self._queue.qsize(),
-                     "queue_size": self._queue.maxsize, "sessions": len(self._sessions)})
+                     "queue_size": self._queue.maxsize, "sessions": len(self._sessions),
+                     "clients": self.client_sessions()})
         return snap
+
+    def client_sessions(self, limit: int = 32) -> list[dict]:
+        """The most recently active clients' session records (newest first)."""
+        now = time.monotonic()
+        with self._sessions_lock:
+            recent = list(self._sessions.items())[-limit:][::-1]
+            return [{"client": key.hex(), "requests": s.requests, "errors": s.errors,
+                     "idle_s": now - s.last_seen, "connected_s": now - s.first_seen,
+                     "last_request_id": s.last_request_id,
+                     "last_infer_s_ago": (now - s.last_infer) if s.last_infer else None}
+                    for key, s in recent]
 
     # ------------------------------------------------------------------------------ I/O thread
 
@@ -275,18 +288,19 @@ class PolicyServer:
             self.metrics.set_connected_clients(self._connections)
 
     def _session(self, client: bytes, now: float) -> ClientSession:
-        s = self._sessions.get(client)
-        if s is None:
-            s = self._sessions[client] = ClientSession(first_seen=now, last_seen=now)
-        self._sessions.move_to_end(client)
-        s.last_seen = now
-        while self._sessions:
-            oldest_key, oldest = next(iter(self._sessions.items()))
-            if len(self._sessions) > _MAX_SESSIONS or now - oldest.last_seen > _SESSION_IDLE_S:
-                del self._sessions[oldest_key]
-            else:
-                break
-        return s
+        with self._sessions_lock:
+            s = self._sessions.get(client)
+            if s is None:
+                s = self._sessions[client] = ClientSession(first_seen=now, last_seen=now)
+            self._sessions.move_to_end(client)
+            s.last_seen = now
+            while self._sessions:
+                oldest_key, oldest = next(iter(self._sessions.items()))
+                if len(self._sessions) > _MAX_SESSIONS or now - oldest.last_seen > _SESSION_IDLE_S:
+                    del self._sessions[oldest_key]
+                else:
+                    break
+            return s
 
     def _on_message(self, router: zmq.Socket, frames: list[bytes]) -> None:
         t0 = time.monotonic()
@@ -359,7 +373,8 @@ class PolicyServer:
         if req.endpoint == "metadata":
             return P.pack(P.ok_reply(rid, self.metadata()))
         if req.endpoint == "reset":
-            self._sessions.pop(client, None)
+            with self._sessions_lock:
+                self._sessions.pop(client, None)
             with self._active_lock:
                 self._active.pop(client, None)
             return P.pack(P.ok_reply(rid, {"reset": True}))

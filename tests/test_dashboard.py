@@ -74,6 +74,8 @@ def test_http_endpoints_report_served_requests(served):
             assert 0 <= lat[stage]["p50"] <= lat[stage]["p95"] <= lat[stage]["p99"]
         assert lat["server"]["p50"] >= lat["engine"]["p50"] > 0
         assert sum(p["n"] for p in status["latency_history"]) == N_OK
+        me = [c for c in status["clients"] if c["requests"] == N_OK + 1]
+        assert len(me) == 1 and me[0]["errors"] == 1 and me[0]["last_infer_s_ago"] >= 0
 
         metrics = http.get("/metrics").text
         assert 'lara_serve_latency_seconds_bucket{le="0.001",stage="server"}' in metrics
@@ -135,3 +137,5 @@ def test_page_renders_live_numbers_in_headless_chromium(served, tmp_path):
         assert points and int(points.group(1)) == (e - s) * served["reply"].actions.shape[0], g
     assert 'src="/api/last_frame.jpg' in dom
     assert '<tr class="err"><td>bad_request</td><td>1</td></tr>' in dom
+    client = next(c for c in status["clients"] if c["requests"] == N_OK + 1)
+    assert f'<td>{client["client"]}</td><td>{N_OK + 1}</td><td>1</td>' in dom

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -160,7 +161,10 @@ def cmd_record(args) -> int:
     retarget_cfg = RetargetConfig.load()
 
     with contextlib.ExitStack() as stack:
+        # The operator's tracking first: no robot is started for a headset that is not there.
         source = make_source(args.source, avp_ip=args.avp_ip, episode_s=args.episode_time, seed=args.seed)
+        source.connect()
+        stack.callback(source.close)
         robot, robot_cfg, sim_control = _open_robot(args, stack, scene, args.render, float(args.fps), args.seed)
         if args.robot == "sim":
             from robot.cameras import SimCamera
@@ -171,8 +175,6 @@ def cmd_record(args) -> int:
             camera = make_camera(_camera_config(args.camera_config))
         camera.connect()
         stack.callback(camera.disconnect)
-        source.connect()
-        stack.callback(source.close)
         safety, safety_cfg = _safety(args, robot)
 
         def writer_factory(hw: tuple[int, int]):
@@ -261,6 +263,11 @@ def cmd_replay(args) -> int:
 
 
 # ----------------------------------------------------------------------------- main
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C: every exit path fades the arms out and keeps saved episodes."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -271,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         from lara.data.validate import main as validate_main
         return validate_main([str(args.dataset)])
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return cmd_record(args) if args.command == "record" else cmd_replay(args)
     except KeyboardInterrupt:

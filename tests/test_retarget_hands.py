@@ -19,7 +19,7 @@ def hands():
     return HandRetargeter.from_config(RetargetConfig.load().hands)
 
 
-def _sample(t, left, right, wrist_l=None, wrist_r=None):
+def _sample(t, left, right):
     head = np.eye(4)
     head[2, 3] = 1.6
     wl, wr = np.eye(4), np.eye(4)

@@ -278,11 +278,11 @@ class SessionReport:
 
 
 class RecordSession:
-    """Record ``config.episodes`` episodes (or until stopped) into ``writer``.
+    """Record ``config.episodes`` episodes (or until stopped).
 
-    ``writer`` is a :class:`teleop.dataset_writer.LeRobotWriter` (or a factory taking the camera
-    (height, width), called once the first frame is known); ``on_reset(k)`` runs at the start of
-    every reset phase and before the first episode (the simulated G1 resets its scene there).
+    ``writer_factory((height, width))`` returns the :class:`teleop.dataset_writer.LeRobotWriter`
+    once the camera's first frame gives its size; ``on_reset(k)`` runs at the start of every reset
+    phase and before the first episode (the simulated G1 resets its scene there).
     """
 
     def __init__(self, config: SessionConfig, source: TrackingSource, retargeter: Retargeter,
@@ -326,6 +326,16 @@ class RecordSession:
             return None
         return s
 
+    def _wait_next_key(self) -> None:
+        """Block until the operator presses next; stop (q/Esc) ends the session."""
+        while True:
+            key = self.keys.poll()
+            if key == NEXT:
+                return
+            if key == STOP:
+                raise SessionError("stopped by the operator before recording")
+            time.sleep(0.02)
+
     def _calibrate(self) -> None:
         cfg = self.config
         self._wait_for("the first tracking sample", lambda: self._fresh_sample() is not None,
@@ -333,8 +343,7 @@ class RecordSession:
         if cfg.interactive:
             self.progress.line("calibration: take the robot's calibration pose (upper arms down, "
                                "forearms forward, hands open), look straight ahead, then press n or →")
-            while self.keys.poll() != NEXT:
-                time.sleep(0.02)
+            self._wait_next_key()
         samples, last = [], None
         deadline = self._clock() + cfg.calibration_s
         while self._clock() < deadline or not samples:
@@ -350,8 +359,7 @@ class RecordSession:
             for what in ("open", "closed"):
                 self.progress.line("hands: open both hands fully, fingers straight, then press n or →"
                                    if what == "open" else "hands: make two firm fists, then press n or →")
-                while self.keys.poll() != NEXT:
-                    time.sleep(0.02)
+                self._wait_next_key()
                 hands[what] = self._fresh_sample()
                 if hands[what] is None:
                     raise SessionError("no fresh tracking sample for the hand calibration")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -143,11 +142,8 @@ def write_results(out_dir: Path, task: Task, records: Sequence[TrialRecord], inf
 
 
 def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return str(obj)
+    """numpy values as their Python equivalents; anything else as its text."""
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

@@ -2,8 +2,8 @@
 
 :class:`KeyboardEStop` puts the terminal in cbreak mode (keys arrive without Enter; Ctrl-C
 still raises SIGINT) and triggers the e-stop on space, ``e`` or Esc. The terminal's settings
-are restored on every exit path. Without a terminal on stdin (CI, scripts) it does nothing:
-the dashboard's button and SIGINT/SIGTERM remain.
+are restored on every exit path. Without a terminal on stdin (CI, scripts), or in a background
+job, it does nothing: the dashboard's button and SIGINT/SIGTERM remain.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class KeyboardEStop:
             fd = self._stream.fileno()
         except (AttributeError, OSError, ValueError):
             return self
-        if not os.isatty(fd):
+        if not os.isatty(fd) or _in_background(fd):
             return self
         import termios
         import tty
@@ -80,6 +80,15 @@ class KeyboardEStop:
             if key in ESTOP_KEYS:
                 log.warning("e-stop from the keyboard")
                 self.estop.trigger("keyboard")
+
+
+def _in_background(fd: int) -> bool:
+    """True when ``fd`` is our controlling terminal and another process group owns it (we are a
+    background job: changing its settings would stop us with SIGTTOU)."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:        # not our controlling terminal: no job control applies
+        return False
 
 
 def ask_yes_no(question: str, stream_in: IO[str] | None = None, stream_out: IO[str] | None = None) -> bool:

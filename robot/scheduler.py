@@ -160,7 +160,6 @@ class ChunkScheduler:
         with self._lock:
             latency = max(0.0, now - obs_stamp)
             self._latencies.append(latency)
-            self._last_received = now
             self._horizon = a.shape[0]
             # Action k is stale when its time t_obs + k*dt has passed on arrival.
             stale = min(a.shape[0], int(math.ceil(latency / self._dt - 1e-9)))
@@ -177,6 +176,7 @@ class ChunkScheduler:
                 self._active = _CrossFade(old, chunk, now, t_b)
             else:
                 self._active = chunk
+            self._last_received = now
             self.chunks_accepted += 1
             return True
 
@@ -193,7 +193,10 @@ class ChunkScheduler:
 
     @property
     def last_received(self) -> float | None:
-        """When the newest chunk arrived (the freshness of the commands it yields)."""
+        """When the newest accepted chunk arrived: the freshness of the commands it yields.
+
+        A chunk dropped as stale does not count: a server that only sends stale chunks is as
+        good as gone, and the safety filter's command watchdog must see that."""
         return self._last_received
 
     @property

@@ -45,6 +45,7 @@ def test_a_chunk_stale_on_arrival_is_dropped_whole():
     s.add_chunk(ramp_chunk(0.0), obs_stamp=1.0, now=1.01)
     assert not s.add_chunk(ramp_chunk(100.0), obs_stamp=1.0, now=1.0 + 9 * DT)
     assert s.chunks_dropped == 1 and s.chunks_accepted == 1
+    assert s.last_received == 1.01                                 # a stale chunk is no sign of life
     assert s.target(1.0 + 9 * DT)[0] < 100.0
 
 

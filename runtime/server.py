@@ -463,12 +463,14 @@ class PolicyServer:
         return batch
 
     def _reply(self, pipe: zmq.Socket, job: _Job, payload: bytes) -> None:
-        pipe.send_multipart(job.envelope + [payload])
-        job.answered = True
+        # Release the client's slot BEFORE the reply can reach it: a REQ client sends its next
+        # request as soon as it reads this one, and must not find its slot still taken.
         with self._active_lock:
             self._pending[job.client] -= 1
             if self._pending[job.client] <= 0:
                 del self._pending[job.client]
+        job.answered = True
+        pipe.send_multipart(job.envelope + [payload])
 
     def _run_batch(self, batch: _Batch, pipe: zmq.Socket) -> None:
         now = time.monotonic()

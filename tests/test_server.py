@@ -527,3 +527,11 @@ def test_one_client_cannot_fill_the_queue_for_everyone(engine, camera):
         assert greedy.recv()["ok"]
         greedy.close()
         polite.close()
+
+
+def test_back_to_back_requests_never_find_their_own_slot_taken(engine, camera):
+    """A REQ client sends its next request the moment it reads a reply; with max_batch 1 its one
+    slot must already be free by then (regression: the slot was freed after the reply was sent)."""
+    with PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=1) as srv, PolicyClient(srv.address, timeout_s=30) as c:
+        for i in range(25):
+            c.infer(state(i), {camera: image(1, 32, 32)})

@@ -138,7 +138,7 @@ def _safety(args, robot):
 def cmd_record(args) -> int:
     from teleop.keys import RecordKeys
     from teleop.retarget.retargeter import RetargetConfig, Retargeter
-    from teleop.session import RecordSession, SessionConfig
+    from teleop.session import Progress, RecordSession, SessionConfig
     from teleop.sources import TrackingRecorder, make_source
 
     if args.episodes < 1:
@@ -156,7 +156,17 @@ def cmd_record(args) -> int:
         raise CliError("--calibrate-hands needs a terminal (the operator confirms each hand pose)")
     if args.source == "avp" and not args.avp_ip:
         raise CliError("--source avp needs --avp-ip (the Vision Pro's address in the Tracking Streamer app)")
+    from lara.data import format as fmt
+    if not args.resume and args.out.exists() and (not args.out.is_dir() or any(
+            p.name != fmt.PARTIAL_DIR for p in args.out.iterdir())):
+        raise CliError(f"{args.out} exists and is not empty: pass --resume to add episodes to it, "
+                       "or choose a new --out")
     scene, instruction = _resolve_task(args.task)
+    progress = Progress()
+    root = logging.getLogger()
+    for handler in list(root.handlers):   # log lines go above the status line, not through it
+        root.removeHandler(handler)
+    root.addHandler(progress.log_handler())
     recorder = TrackingRecorder(args.record_tracking) if args.record_tracking else None
     retarget_cfg = RetargetConfig.load()
 
@@ -194,7 +204,7 @@ def cmd_record(args) -> int:
                           interactive=interactive, calibrate_hands=args.calibrate_hands),
             source, Retargeter(config=retarget_cfg), safety, robot, camera, writer_factory,
             command_hz=safety_cfg.command_hz, tracking_timeout_s=retarget_cfg.tracking_timeout_s,
-            tracking_recorder=recorder, on_reset=on_reset)
+            tracking_recorder=recorder, on_reset=on_reset, progress=progress)
         try:
             report = session.run()
         finally:

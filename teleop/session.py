@@ -220,7 +220,11 @@ class FrameRing:
 
 # ----------------------------------------------------------------------------- progress
 class Progress:
-    """One status line: rewritten in place on a terminal, printed at events otherwise."""
+    """One status line: rewritten in place on a terminal, printed at events otherwise.
+
+    :meth:`log_handler` gives a logging handler that prints above the status line instead of
+    through it.
+    """
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream if stream is not None else sys.stderr
@@ -239,6 +243,19 @@ class Progress:
             self._width = 0
         self.stream.write(text + "\n")
         self.stream.flush()
+
+    def log_handler(self) -> logging.Handler:
+        progress = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                try:
+                    progress.line(self.format(record))
+                except Exception:  # noqa: BLE001 - logging must never raise
+                    self.handleError(record)
+        handler = _Handler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        return handler
 
 
 # ----------------------------------------------------------------------------- the session

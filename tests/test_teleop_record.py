@@ -99,7 +99,11 @@ def test_validate_command_lists_problems(recorded, tmp_path):
     assert bad.stderr.count("  - ") >= 1, bad.stderr
 
 
-def test_record_refuses_unattended_live_source_without_episode_time(tmp_path):
+def test_record_refuses_bad_requests_before_starting_anything(recorded, tmp_path):
     proc = _teleop("record", "--task", "pour", "--episodes", "1", "--source", "avp",
                    "--avp-ip", "10.0.0.9", "--out", str(tmp_path / "x"))
     assert proc.returncode == 1 and "--episode-time" in proc.stderr
+    out, _ = recorded
+    proc = _teleop("record", "--task", "pour", "--episodes", "1", "--episode-time", "1",
+                   "--source", "synthetic", "--robot", "sim", "--out", str(out))
+    assert proc.returncode == 1 and "--resume" in proc.stderr

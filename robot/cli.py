@@ -121,9 +121,8 @@ class Session:
             if not args.sim_running:
                 from robot.sim.process import SimProcess
 
-                # the sim camera at the policy rate, like the D455 at 30 fps
                 sim = SimProcess(self.task.name, domain_id=domain, render_size=(int(size[0]), int(size[1])),
-                                 seed=args.seed, camera_fps=self.config.scheduler.policy_hz)
+                                 seed=args.seed)
                 self.stack.push(sim)    # its exit (stop) is registered before it starts: a Ctrl-C
                 sim.start()             # anywhere in start() still stops the subprocess
             from robot.sim.control import SimControl

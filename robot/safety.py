@@ -295,6 +295,9 @@ class SafetyFilter:
              command_stamp: float | None = None) -> tuple[np.ndarray, float]:
         """Filter one command, send it, and return ``(q_cmd, blend)`` as sent.
 
+        ``now`` and ``command_stamp`` are ``time.monotonic()`` seconds, the clock of
+        :attr:`robot.interface.RobotState.stamp` (``now`` defaults to it); step at the
+        config's ``command_hz``, the per-step clamp assumes that period.
         ``command_stamp``: when the data behind ``q_target`` was fresh (e.g. when the policy's
         chunk arrived); defaults to ``now``. ``q_target=None`` sends no new command.
         Once stopped, nothing is sent and the last command returns with blend 0.

@@ -7,7 +7,7 @@ In one run, on one machine:
 2. the round-trip time of ``PolicyClient.infer`` through a local ``PolicyServer`` at batch 1, and
    the overhead (round trip minus the engine time the server measured for the same request) as a
    fraction of the engine time;
-3. throughput (chunks/s) with N concurrent clients (threads, one REQ socket each), batching on
+3. throughput (chunks/s) with N concurrent clients (one process and REQ socket each), batching on
    (``--max-batch``) and off (max batch 1), and the mean batch the engine was called with.
 
 Without ``--bundle`` a random bundle of ``--preset`` is created (and exported to ONNX for
@@ -16,10 +16,10 @@ Without ``--bundle`` a random bundle of ``--preset`` is created (and exported to
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -78,36 +78,46 @@ def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[
     return rtt, overhead
 
 
-def throughput(address: str, state, images, clients: int, duration: float) -> tuple[float, float]:
-    """Chunks per second over ``duration`` with ``clients`` closed-loop clients, and p50 latency."""
-    from runtime.client import PolicyClient
+def _client_process(address: str, state, images, start, duration: float, results) -> None:
+    """One robot: its own process (as on a real deployment), closed loop for ``duration`` seconds."""
+    from runtime.client import PolicyClient, ServerError, ServerTimeout
 
-    start = threading.Barrier(clients + 1)
-    done: list[list[float]] = [[] for _ in range(clients)]
-    window: dict[str, float] = {}
-
-    def run(k: int):
-        with PolicyClient(address, timeout_s=120) as c:
-            c.infer(state, images)  # connect and warm up before the clock starts
-            start.wait()
-            while True:
-                t = time.perf_counter()
+    latencies, failure = [], None
+    with PolicyClient(address, timeout_s=120) as c:
+        c.infer(state, images)  # connect and warm up before the clock starts
+        start.wait()
+        end = time.perf_counter() + duration
+        while True:
+            t = time.perf_counter()
+            try:
                 c.infer(state, images)
-                now = time.perf_counter()
-                if now > window["end"]:
-                    break
-                done[k].append((now - t) * 1000.0)
+            except (ServerError, ServerTimeout) as exc:  # reported after the run, never hidden
+                failure = repr(exc)
+                break
+            now = time.perf_counter()
+            if now > end:
+                break
+            latencies.append((now - t) * 1000.0)
+    results.put((latencies, failure))
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
-    window["end"] = float("inf")
-    start.wait()
-    t0 = time.perf_counter()
-    window["end"] = t0 + duration
-    for th in threads:
-        th.join()
-    lat = [x for d in done for x in d]
+
+def throughput(address: str, state, images, clients: int, duration: float) -> tuple[float, float]:
+    """Chunks per second over ``duration`` with ``clients`` closed-loop client processes, and p50 latency."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(clients + 1)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_client_process, args=(address, state, images, start, duration, results))
+             for _ in range(clients)]
+    for pr in procs:
+        pr.start()
+    start.wait(timeout=300)
+    outcomes = [results.get(timeout=duration + 300) for _ in procs]
+    for pr in procs:
+        pr.join(30)
+    failures = [f for _, f in outcomes if f]
+    if failures:
+        raise RuntimeError(f"{len(failures)} clients failed during the throughput run, e.g. {failures[0]}")
+    lat = [x for lats, _ in outcomes for x in lats]
     return len(lat) / duration, statistics.median(lat) if lat else float("nan")
 
 

@@ -139,6 +139,7 @@ class ChunkScheduler:
         self._active: _Chunk | _CrossFade | None = None
         self._last_received: float | None = None
         self._latencies: collections.deque[float] = collections.deque(maxlen=config.latency_window)
+        self._latency_log: collections.deque[float] = collections.deque(maxlen=10000)  # for stats()
         self._horizon: int | None = None
         self.chunks_accepted = 0
         self.chunks_dropped = 0
@@ -160,6 +161,7 @@ class ChunkScheduler:
         with self._lock:
             latency = max(0.0, now - obs_stamp)
             self._latencies.append(latency)
+            self._latency_log.append(latency)
             self._horizon = a.shape[0]
             # Action k is stale when its time t_obs + k*dt has passed on arrival.
             stale = min(a.shape[0], int(math.ceil(latency / self._dt - 1e-9)))
@@ -223,7 +225,7 @@ class ChunkScheduler:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            lat = list(self._latencies)
+            lat = list(self._latency_log)
         return {
             "chunks": self.chunks_accepted,
             "chunks_dropped": self.chunks_dropped,

@@ -158,6 +158,32 @@ def test_sigterm_shuts_down_cleanly(lara_serve):
     assert any("lara-serve: stopped" in ln for ln in rest), rest
 
 
+def test_sigint_shuts_down_cleanly_with_the_torch_engine(ort_bundle, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    proc = subprocess.Popen(_lara_serve() + ["--policy", str(ort_bundle), "--engine", "torch", "--bind",
+                                             "tcp://127.0.0.1:*", "--dashboard", "off", "--token-file", str(token)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
+    try:
+        line = proc.stdout.readline()
+        assert " on tcp://127.0.0.1:" in line and "(torch)" in line, line
+        c = DocsClient(line.rsplit(" on ", 1)[1].strip())
+        denied = c.call("ping")
+        assert denied["ok"] is False and denied["error"]["code"] == "unauthorized"
+        c.rid += 1
+        c.sock.send(msgpack.packb({"v": 1, "id": c.rid, "endpoint": "ping", "token": "s3cret"}, use_bin_type=True))
+        assert c.sock.poll(30000) and msgpack.unpackb(c.sock.recv(), raw=False)["ok"]
+        c.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert "lara-serve: stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_token_file_problems_are_reported_before_anything_loads(tmp_path):
     from runtime.cli import main
 

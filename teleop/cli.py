@@ -1,11 +1,14 @@
 """``lara-teleop``: record teleoperated demonstrations, replay them, validate datasets.
 
-  lara-teleop record --task pour --episodes 50 --out DIR [--source avp|replay:FILE|synthetic]
-                     [--robot g1|sim] [--episode-time S] [--resume]
+  lara-teleop record --task pour --episodes 50 --out DIR [--source avp|replay:FILE|synthetic|expert]
+                     [--robot g1|sim] [--episode-time S] [--resume] [--discard-failed] [--report FILE]
   lara-teleop replay DIR --episode K [--robot sim|g1]
   lara-teleop validate DIR
 
 Every robot command goes through robot.safety.SafetyFilter (settings: configs/control/default.yaml).
+``--source expert --robot sim`` is the scripted expert (teleop.sources.expert): it reads the
+simulated scene's object poses and operates the robot through the same retargeting, safety filter
+and recorder; with the simulated G1 every episode is scored by the sim's stage detectors.
 """
 from __future__ import annotations
 
@@ -58,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="task name from configs/control/tasks.yaml (pick_place, pour) or an instruction")
     rec.add_argument("--episodes", type=int, required=True, help="episodes to record")
     rec.add_argument("--out", required=True, type=Path, help="dataset directory")
-    rec.add_argument("--source", default="avp", help="avp (default), replay:FILE (.npz) or synthetic")
+    rec.add_argument("--source", default="avp",
+                     help="avp (default), replay:FILE (.npz), synthetic, or expert (scripted, --robot sim)")
     rec.add_argument("--avp-ip", help="the Vision Pro's IP address (Tracking Streamer app)")
     robot_args(rec, "g1")
     rec.add_argument("--camera-config", help="YAML camera section for the real robot (default: a D455)")
@@ -74,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--calibrate-hands", action="store_true",
                      help="also capture the operator's open hands and fists (needs a terminal)")
     rec.add_argument("--record-tracking", type=Path, help="also save the raw tracking stream (.npz)")
-    rec.add_argument("--seed", type=int, default=0, help="synthetic operator and sim scene seed")
+    rec.add_argument("--seed", type=int, default=0,
+                     help="synthetic operator seed; the sim scene of the k-th attempt uses seed + k")
+    rec.add_argument("--discard-failed", action="store_true",
+                     help="with --robot sim: discard episodes whose task did not reach Full (and move on "
+                          "to a new scene) instead of saving them")
+    rec.add_argument("--report", type=Path,
+                     help="write the session's per-episode report (with --robot sim: stage success) as JSON")
 
     rep = sub.add_parser("replay", help="play a recorded episode back through the safety filter")
     rep.add_argument("dataset", type=Path)
@@ -148,7 +158,7 @@ def cmd_record(args) -> int:
     if args.reset_time < 0:
         raise CliError("--reset-time must be >= 0")
     interactive = RecordKeys.interactive()
-    scripted = args.source == "synthetic" or args.source.startswith("replay:")
+    scripted = args.source in ("synthetic", "expert") or args.source.startswith("replay:")
     if not interactive and args.episode_time is None and not scripted:
         raise CliError("standard input is not a terminal, so nobody can press next: give "
                        "--episode-time S for unattended recording")
@@ -162,6 +172,11 @@ def cmd_record(args) -> int:
         raise CliError(f"{args.out} exists and is not empty: pass --resume to add episodes to it, "
                        "or choose a new --out")
     scene, instruction = _resolve_task(args.task)
+    if args.source == "expert" and (args.robot != "sim" or scene is None):
+        raise CliError("--source expert drives the simulated G1 only: give --robot sim and a simulator task "
+                       "(pick_place, pour)")
+    if args.discard_failed and args.robot != "sim":
+        raise CliError("--discard-failed needs --robot sim (the simulator scores the episodes)")
     progress = Progress()
     root = logging.getLogger()
     for handler in list(root.handlers):   # log lines go above the status line, not through it
@@ -172,7 +187,13 @@ def cmd_record(args) -> int:
 
     with contextlib.ExitStack() as stack:
         # The operator's tracking first: no robot is started for a headset that is not there.
-        source = make_source(args.source, avp_ip=args.avp_ip, episode_s=args.episode_time, seed=args.seed)
+        if args.source == "expert":
+            from teleop.sources.expert import ExpertSource
+            # sim_control exists (below) before the first episode asks for the scene
+            source = ExpertSource(scene, lambda: sim_control.status()["objects"],
+                                  retargeter=Retargeter(config=retarget_cfg))
+        else:
+            source = make_source(args.source, avp_ip=args.avp_ip, episode_s=args.episode_time, seed=args.seed)
         source.connect()
         stack.callback(source.close)
         robot, robot_cfg, sim_control = _open_robot(args, stack, scene, args.render, float(args.fps), args.seed)
@@ -194,17 +215,25 @@ def cmd_record(args) -> int:
             stack.callback(writer.close)
             return writer
 
+        seeds: list[int] = []          # the sim scene seed of every attempt, in order
+
         def on_reset(episode: int) -> None:
             if sim_control is not None:
-                sim_control.reset(scene, seed=args.seed + episode)
+                seeds.append(args.seed + len(seeds))
+                sim_control.reset(scene, seed=seeds[-1])
+
+        def judge() -> dict:
+            return sim_control.status()["stages"]
 
         session = RecordSession(
             SessionConfig(task=instruction, episodes=args.episodes, fps=args.fps, camera=args.camera,
                           episode_time_s=args.episode_time, reset_time_s=args.reset_time,
-                          interactive=interactive, calibrate_hands=args.calibrate_hands),
+                          interactive=interactive, calibrate_hands=args.calibrate_hands,
+                          discard_failed=args.discard_failed),
             source, Retargeter(config=retarget_cfg), safety, robot, camera, writer_factory,
             command_hz=safety_cfg.command_hz, tracking_timeout_s=retarget_cfg.tracking_timeout_s,
-            tracking_recorder=recorder, on_reset=on_reset, progress=progress)
+            tracking_recorder=recorder, on_reset=on_reset, progress=progress,
+            judge=judge if sim_control is not None else None)
         try:
             report = session.run()
         finally:
@@ -218,9 +247,41 @@ def cmd_record(args) -> int:
              f"{100 * float(np.mean(cpu)):.0f}% of one core" if report.episodes else "")
           + (f"; {report.rerecorded} re-recorded" if report.rerecorded else "")
           + (f"; stopped by {report.stopped_by}" if report.stopped_by else ""))
+    judged = [e for e in report.attempts if e.stages is not None]
+    if judged:
+        rates = stage_rates([e.stages for e in judged])
+        print(f"task stages over {len(judged)} attempt(s) (the simulator's detectors): "
+              + ", ".join(f"{k} {100 * v:.0f}%" for k, v in rates.items())
+              + (f"; {len(report.failed)} failed attempt(s) discarded" if args.discard_failed else ""))
     if report.interventions:
         print(f"safety interventions: {report.interventions}")
+    if args.report:
+        write_report(args.report, args, report, seeds)
     return 0
+
+
+def stage_rates(stages: list[dict]) -> dict[str, float]:
+    """Fraction of attempts that reached each stage."""
+    return {name: sum(bool(s.get(name)) for s in stages) / len(stages) for name in stages[0]}
+
+
+def write_report(path: Path, args, report, seeds: list[int]) -> None:
+    """The session as JSON: settings, every attempt (saved or discarded) in order, stage rates."""
+    import dataclasses
+    import json
+
+    attempts = report.attempts
+    body = {"task": args.task, "source": args.source, "robot": args.robot, "out": str(args.out),
+            "episodes_saved": len(report.episodes), "failed_discarded": len(report.failed),
+            "rerecorded": report.rerecorded, "stopped_by": report.stopped_by,
+            "scene_seeds": seeds,    # one per reset: the scene of attempt k is seeds[k]
+            "interventions": report.interventions,
+            "attempts": [dataclasses.asdict(e) for e in attempts]}
+    judged = [e.stages for e in attempts if e.stages is not None]
+    if judged:
+        body["stage_rates"] = stage_rates(judged)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, indent=1) + "\n")
 
 
 # ----------------------------------------------------------------------------- replay

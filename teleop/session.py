@@ -259,6 +259,10 @@ class Progress:
 
 
 # ----------------------------------------------------------------------------- the session
+def _stages_text(stages: dict) -> str:
+    return " ".join(f"{name}={'y' if ok else 'n'}" for name, ok in stages.items())
+
+
 @dataclass
 class SessionConfig:
     task: str                              # the instruction stored with every episode
@@ -271,6 +275,7 @@ class SessionConfig:
     start_timeout_s: float = 15.0
     interactive: bool = False              # keys and prompts (stdin is a terminal)
     calibrate_hands: bool = False          # also capture the operator's open hands and fists
+    discard_failed: bool = False           # with a judge: drop episodes that did not reach "Full"
 
 
 @dataclass
@@ -284,12 +289,16 @@ class EpisodeReport:
     tracking_stale_ticks: int
     camera_fps: float                      # frames the camera delivered per second
     behind_s: float = 0.0                  # the most the recorder lagged behind the clock
+    stages: dict | None = None             # the judge's per-stage success at the episode's end
+    kept: bool = True                      # False: discarded as failed (discard_failed)
 
 
 @dataclass
 class SessionReport:
     episodes: list[EpisodeReport] = field(default_factory=list)
     rerecorded: int = 0
+    failed: list[EpisodeReport] = field(default_factory=list)   # judged failed and discarded
+    attempts: list[EpisodeReport] = field(default_factory=list)  # saved or failed, in order
     stopped_by: str = ""
     interventions: dict = field(default_factory=dict)
 
@@ -299,18 +308,23 @@ class RecordSession:
 
     ``writer_factory((height, width))`` returns the :class:`teleop.dataset_writer.LeRobotWriter`
     once the camera's first frame gives its size; ``on_reset(k)`` runs at the start of every reset
-    phase and before the first episode (the simulated G1 resets its scene there).
+    phase and before the first episode (the simulated G1 resets its scene there). ``judge()``, if
+    given, returns the task's per-stage success flags at the end of each episode (the simulated
+    G1's detectors); they go into the episode's report, and with ``discard_failed`` an episode
+    whose ``Full`` stage is not reached is discarded instead of saved (at most ``episodes``
+    such failures, then the session stops).
     """
 
     def __init__(self, config: SessionConfig, source: TrackingSource, retargeter: Retargeter,
                  safety: SafetyFilter, robot: Any, camera: Any, writer_factory: Callable[[tuple], Any],
                  *, command_hz: float, tracking_timeout_s: float,
                  tracking_recorder: TrackingRecorder | None = None,
-                 on_reset: Callable[[int], None] | None = None, keys: RecordKeys | None = None,
+                 on_reset: Callable[[int], None] | None = None,
+                 judge: Callable[[], dict] | None = None, keys: RecordKeys | None = None,
                  progress: Progress | None = None, clock: Callable[[], float] = time.monotonic):
         self.config, self.source, self.retargeter = config, source, retargeter
         self.safety, self.robot, self.camera = safety, robot, camera
-        self.writer_factory, self.on_reset = writer_factory, on_reset
+        self.writer_factory, self.on_reset, self.judge = writer_factory, on_reset, judge
         self.keys = keys or RecordKeys()
         self.progress = progress or Progress()
         self._clock = clock
@@ -457,6 +471,8 @@ class RecordSession:
         report = EpisodeReport(episode, k, dropped, late, wall, (time.process_time() - cpu0) / wall,
                                self.control.stale_ticks - stale0, (self.frames.count - frames0) / wall,
                                behind)
+        if self.judge is not None and ended not in (RERECORD, STOP):
+            report.stages = {str(name): bool(ok) for name, ok in self.judge().items()}
         return ended, report
 
     # -- main ---------------------------------------------------------------------------------
@@ -501,12 +517,23 @@ class RecordSession:
                 self.progress.line(f"episode {episode + 1}: discarded, re-recording")
             elif rep.frames == 0:
                 self.writer.discard_episode()
+            elif cfg.discard_failed and rep.stages is not None and not rep.stages.get("Full", False):
+                self.writer.discard_episode()
+                rep.kept = False
+                self.report.failed.append(rep)
+                self.report.attempts.append(rep)
+                self.progress.line(f"episode {episode + 1}: failed ({_stages_text(rep.stages)}), discarded")
+                if len(self.report.failed) >= cfg.episodes:
+                    self.report.stopped_by = f"{len(self.report.failed)} failed episodes"
+                    break
             else:
                 index = self.writer.save_episode()
                 self.report.episodes.append(rep)
+                self.report.attempts.append(rep)
                 self.progress.line(f"episode {episode + 1}/{cfg.episodes} saved as #{index}: {rep.frames} frames, "
                                    f"{rep.dropped} dropped, {rep.late} late (<= {rep.behind_s:.2f} s), {rep.duration_s:.1f} s, camera "
-                                   f"{rep.camera_fps:.0f} fps, CPU {100 * rep.cpu_load:.0f}%")
+                                   f"{rep.camera_fps:.0f} fps, CPU {100 * rep.cpu_load:.0f}%"
+                                   + (f", {_stages_text(rep.stages)}" if rep.stages is not None else ""))
                 episode += 1
             if ended in (STOP, "end"):
                 self.report.stopped_by = "key" if ended == STOP else "source finished"

@@ -1,6 +1,6 @@
 """Scripted control of a running ``lara-sim`` over DDS (request/reply topics of our own).
 
-``SimControl(domain_id).reset("pour", seed=3)`` and ``.status()`` -> ``{task, stages, t, ...}``.
+``SimControl(domain_id).reset("pour", seed=3)`` and ``.status()`` -> ``{task, stages, t, objects, ...}``.
 Requests carry a random id and are resent until the reply with that id arrives (the simulator
 answers a repeated id from its cache, so a resent reset does not reset twice).
 """
@@ -51,5 +51,6 @@ class SimControl:
         return self._call("reset", {"task": task, "seed": int(seed)})
 
     def status(self) -> dict:
-        """``{task, seed, t, stages: {name: bool}, held, counters, physics_rate_hz, ...}``."""
+        """``{task, seed, t, stages: {name: bool}, held, objects: {name: {pos, quat}} (world frame),
+        counters, physics_rate_hz, ...}``."""
         return self._call("status", {})

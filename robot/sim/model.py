@@ -54,6 +54,13 @@ def hand_joint_names(side: str) -> dict[str, list[str]]:
     return out
 
 
+def grasp_site_offset() -> np.ndarray:
+    """The hand's grasp point in its end-effector (palm) frame: just past the palm's front edge,
+    3 cm out on the palm side, where the closing fingers meet (the sim attaches objects there)."""
+    palm = load_inspire_hand().geometry["palm"]
+    return np.array([float(palm["length"]) + 0.02, 0.0, -float(palm["thickness"]) / 2 - 0.03])
+
+
 def _hand_xml(side: str, ee: np.ndarray, ee_name: str) -> str:
     hand = load_inspire_hand()
     geo = hand.geometry
@@ -65,7 +72,7 @@ def _hand_xml(side: str, ee: np.ndarray, ee_name: str) -> str:
     parts = [f'<body name="{ee_name}" {_pose_attrs(ee)}>',
              f'<geom type="box" size="{L / 2} {W / 2} {Th / 2}" pos="{L / 2} 0 0" mass="0.3" '
              f'rgba="0.25 0.25 0.28 1" {vis}/>',
-             f'<site name="{side}_grasp" pos="{L + 0.02} 0 {-Th / 2 - 0.03}" size="0.01" rgba="0 1 0 0.3"/>']
+             f'<site name="{side}_grasp" pos="{_vec(grasp_site_offset())}" size="0.01" rgba="0 1 0 0.3"/>']
 
     def finger(name: str, base, prox: float, dist: float, axis: str, rng: tuple[float, float],
                direction: str, ratio: float) -> None:

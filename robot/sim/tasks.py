@@ -32,6 +32,7 @@ class Task(abc.ABC):
     name = ""
     stage_names: tuple[str, ...] = ()
     graspable: dict[str, float] = {}  # object body -> grasp radius (m)
+    objects: tuple[str, ...] = ()     # every task body, reported with its pose in the status
 
     def __init__(self):
         self.stages = {s: False for s in self.stage_names}
@@ -60,6 +61,7 @@ class PickPlace(Task):
     TOMATO_REGION = ((0.36, 0.43), (-0.24, -0.08))
     BASKET_REGION = ((0.38, 0.44), (0.10, 0.22))
     graspable = {"tomato": TOMATO_R}
+    objects = ("tomato", "basket")
 
     def objects_xml(self) -> str:
         hx, hy, h = self.BASKET_INNER
@@ -103,6 +105,7 @@ class Pour(Task):
     CUP_REGION = ((0.36, 0.42), (0.10, 0.22))
     TILT = np.deg2rad(60.0)
     graspable = {"bottle": BOTTLE[0], "cup": CUP[0]}
+    objects = ("bottle", "cup")
 
     def objects_xml(self) -> str:
         br, bh = self.BOTTLE

@@ -249,7 +249,16 @@ class SimWorld:
             mujoco.mju_mat2Quat(quat, np.ascontiguousarray(T[:3, :3]).reshape(9))
             self.set_free_pose(obj, T[:3, 3], quat)
 
+    def object_poses(self) -> dict[str, dict[str, list[float]]]:
+        """World poses of the task's bodies: ``{name: {"pos": [x, y, z], "quat": [w, x, y, z]}}``
+        (privileged information, e.g. for a scripted expert; a policy sees only the camera)."""
+        mujoco.mj_kinematics(self.model, self.data)
+        return {name: {"pos": self.data.xpos[self.model.body(name).id].tolist(),
+                       "quat": self.data.xquat[self.model.body(name).id].tolist()}
+                for name in self.task.objects}
+
     def status(self) -> dict:
         return {"task": self.task.name, "seed": self.seed, "t": self.time,
                 "stages": dict(self.task.stages),
-                "held": {obj: side for obj, (side, _) in self.attached.items()}}
+                "held": {obj: side for obj, (side, _) in self.attached.items()},
+                "objects": self.object_poses()}

@@ -51,26 +51,26 @@ def test_tiny_preset_learns(dataset, tmp_path):
 
 
 def test_resume_continues_identically(dataset, tmp_path, monkeypatch):
-    straight = train(_settings(dataset, tmp_path / "a"))
+    straight = train(_settings(dataset, tmp_path / "a", steps=4))
 
     real_save = trainer_module.save_checkpoint
 
     def save_then_crash(out, step, *args, **kwargs):
         path = real_save(out, step, *args, **kwargs)
-        if step == 3:
-            raise KeyboardInterrupt("simulated kill after the step-3 checkpoint")
+        if step == 2:
+            raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
         return path
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train(_settings(dataset, tmp_path / "b", checkpoint_every=3))
+        train(_settings(dataset, tmp_path / "b", steps=4, checkpoint_every=2))
     monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
-    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-0000003.pt"]
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-0000002.pt"]
     with pytest.raises(TrainError, match="--resume"):
-        train(_settings(dataset, tmp_path / "b", checkpoint_every=3))
+        train(_settings(dataset, tmp_path / "b", steps=4, checkpoint_every=2))
     with pytest.raises(CheckpointError, match="seed"):
-        train(_settings(dataset, tmp_path / "b", checkpoint_every=3, seed=1, resume=True))
-    resumed = train(_settings(dataset, tmp_path / "b", checkpoint_every=3, resume=True))
+        train(_settings(dataset, tmp_path / "b", steps=4, checkpoint_every=2, seed=1, resume=True))
+    resumed = train(_settings(dataset, tmp_path / "b", steps=4, checkpoint_every=2, resume=True))
 
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
@@ -80,7 +80,7 @@ def test_resume_continues_identically(dataset, tmp_path, monkeypatch):
     for k in la:
         assert torch.equal(la[k], lb[k]), k
     log_a, log_b = _log(straight), _log(resumed)
-    assert [r["step"] for r in log_b] == list(range(6))
+    assert [r["step"] for r in log_b] == list(range(4))
     for ra, rb in zip(log_a, log_b):
         assert ra["loss"] == rb["loss"] and ra["flow"] == rb["flow"], ra["step"]
 

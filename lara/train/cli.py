@@ -12,6 +12,7 @@ demonstrations. Several GPUs: ``torchrun --nproc-per-node G -m lara.train.cli jo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"lara-train: error: {e}", file=sys.stderr)
         return 2
-    print(f"lara-train: wrote {out}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"lara-train: wrote {out}")
     return 0
 
 

@@ -11,6 +11,7 @@ Runs under ``torchrun`` use DDP; rank 0 logs, checkpoints and writes the outputs
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -180,6 +181,17 @@ def _new_policy(config) -> nn.Module:
     return LaraPolicy(config)
 
 
+def _ddp(module: nn.Module, ctx: distributed.DistContext) -> nn.Module:
+    """DDP without per-forward buffer broadcasts: the buffers (LAM usage counters) are
+    rank-local statistics; parameters and buffers are still synced once at start-up."""
+    ddp = nn.parallel.DistributedDataParallel
+    no_forward_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+                       else {"broadcast_buffers": False})
+    return ddp(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+               **no_forward_sync)
+
+
 def _step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
     """The flow noise of (seed, rank, step): resumed runs draw exactly the same noise."""
     mixed = int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0] >> 1)
@@ -263,9 +275,7 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
 
     model: nn.Module = objective
     if ctx.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            broadcast_buffers=False)
+        model = _ddp(objective, ctx)
 
     sampler = StepBatchSampler(len(dataset), s.batch_size, s.seed, start, s.steps,
                                rank=ctx.rank, world_size=ctx.world_size)
@@ -283,7 +293,6 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
 
     objective.train()
     t0 = time.perf_counter()
-    step = start
     try:
         for step, batch in enumerate(loader, start=start):
             batch = to_device(batch, ctx.device)

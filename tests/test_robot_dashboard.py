@@ -15,7 +15,7 @@ import pytest
 from robot.control import ControlLoop
 from robot.dashboard import RobotDashboard
 from robot.safety import EStop
-from test_control import EMB, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for, wait_running  # noqa: F401
+from test_control import EMB, PATIENT, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for, wait_running  # noqa: F401
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_status_page_and_estop_over_http(served, tmp_path):
     robot = RecordingRobot()
     client, infer = client_infer(served.address)
     estop = EStop()
-    loop = ControlLoop(robot, StaticCamera(), infer, EMB, fast_config(), estop=estop)
+    loop = ControlLoop(robot, StaticCamera(), infer, EMB, fast_config(**PATIENT), estop=estop)
     dash = RobotDashboard(loop.status, estop.trigger, "127.0.0.1", 0).start()
     thread, box = run_in_thread(loop, 30.0)
     try:

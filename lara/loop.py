@@ -93,15 +93,51 @@ def sim_domain() -> int:
 # ----------------------------------------------------------------------------- the steps
 def record_demos(dataset: Path, task: str, episodes: int, report: Path, log_path: Path, *,
                  seed: int = 0, domain: int | None = None, resume: bool = False) -> dict:
-    """Scripted expert demonstrations of ``task`` into ``dataset``; returns the session report."""
+    """One ``lara-teleop record --source expert`` session of ``task`` into ``dataset`` (scene seeds
+    from ``seed``); returns its report, also when the session stopped early (its ``error``)."""
     cmd = [sys.executable, "-m", "teleop.cli", "record", "--source", "expert", "--robot", "sim",
            "--task", task, "--episodes", str(episodes), "--out", str(dataset),
            "--domain", str(domain or sim_domain()), "--seed", str(seed), "--reset-time", "1",
            "--discard-failed", "--report", str(report)]
     if resume:
         cmd.append("--resume")
-    run_step(cmd, log_path, f"demonstrations: {episodes} scripted-expert episodes of {task}")
+    try:
+        run_step(cmd, log_path, f"demonstrations: {episodes} scripted-expert episodes of {task}")
+    except LoopError:
+        if not report.exists():
+            raise
+        log(f"the session stopped early: {json.loads(report.read_text()).get('error')}")
     return json.loads(report.read_text())
+
+
+def collect_demos(dataset: Path, task: str, episodes: int, work: Path, max_sessions: int = 10) -> dict:
+    """``episodes`` successful expert demonstrations of ``task``, over as many recording sessions as
+    it takes: a session that the safety filter stops (e.g. the simulator starved of CPU, its state
+    stale) keeps what it saved, and the next one resumes the dataset on new scene seeds. Session
+    reports are ``work/demos_TASK_K.json``; returns them merged (seeds and attempts in order)."""
+    reports = []
+    while True:
+        done = sorted(work.glob(f"demos_{task}_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        reports = [json.loads(p.read_text()) for p in done]
+        saved = sum(r["episodes_saved"] for r in reports)
+        if saved >= episodes or reports and reports[-1]["stopped_by"].endswith("failed episodes"):
+            break
+        if len(reports) >= max_sessions:
+            raise LoopError(f"{task}: {saved} of {episodes} demonstrations after {max_sessions} recording sessions; "
+                            f"see {work}/demos_{task}_*.log")
+        k = len(reports)
+        record_demos(dataset, task, episodes - saved, work / f"demos_{task}_{k}.json", work / f"demos_{task}_{k}.log",
+                     seed=sum(len(r["scene_seeds"]) for r in reports),
+                     resume=(dataset / "meta" / "info.json").exists())
+    merged = {"task": task, "sessions": len(reports), "episodes_saved": saved,
+              "failed_discarded": sum(r["failed_discarded"] for r in reports),
+              "scene_seeds": [s for r in reports for s in r["scene_seeds"]],
+              "attempts": [a for r in reports for a in r["attempts"]],
+              "errors": [r["error"] for r in reports if r.get("error")]}
+    if saved < episodes:
+        raise LoopError(f"the expert saved only {saved} of {episodes} {task} episodes "
+                        f"({merged['failed_discarded']} failed); see {work}/demos_{task}_*.json")
+    return merged
 
 
 def train_policy(dataset: Path, out: Path, log_path: Path, *, preset: str, steps: int, seed: int,
@@ -243,17 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset = work / "demos"
     try:
         rows = [Row("Scripted expert (demonstrations)", {})]
-        for i, task in enumerate(tasks):
-            report_path = work / f"demos_{task}.json"
-            if report_path.exists():
-                log(f"demonstrations of {task}: {report_path} exists")
-                report = json.loads(report_path.read_text())
-            else:
-                report = record_demos(dataset, task, args.episodes, report_path, work / f"demos_{task}.log",
-                                      resume=(dataset / "meta" / "info.json").exists())
-            if report["episodes_saved"] < args.episodes:
-                raise LoopError(f"the expert saved only {report['episodes_saved']} of {args.episodes} {task} "
-                                f"episodes ({report['failed_discarded']} failed); see {report_path}")
+        for task in tasks:
+            report = collect_demos(dataset, task, args.episodes, work)
+            log(f"demonstrations of {task}: {report['episodes_saved']} saved over {len(report['attempts'])} "
+                f"attempt(s) in {report['sessions']} session(s)")
             rows[0].metrics[task] = expert_metrics(report)
         for variant in args.variants:
             label, extra = VARIANTS[variant]

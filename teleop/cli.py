@@ -236,6 +236,10 @@ def cmd_record(args) -> int:
             judge=judge if sim_control is not None else None)
         try:
             report = session.run()
+        except BaseException as exc:
+            if args.report:    # what was saved before the failure is reported (and kept on disk)
+                write_report(args.report, args, session.report, seeds, error=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             if recorder is not None and len(recorder):
                 print(f"tracking stream saved to {recorder.save()} ({len(recorder)} samples)")
@@ -265,8 +269,9 @@ def stage_rates(stages: list[dict]) -> dict[str, float]:
     return {name: sum(bool(s.get(name)) for s in stages) / len(stages) for name in stages[0]}
 
 
-def write_report(path: Path, args, report, seeds: list[int]) -> None:
-    """The session as JSON: settings, every attempt (saved or discarded) in order, stage rates."""
+def write_report(path: Path, args, report, seeds: list[int], error: str | None = None) -> None:
+    """The session as JSON: settings, every attempt (saved or discarded) in order, stage rates,
+    and the error that ended the session early, if one did."""
     import dataclasses
     import json
 
@@ -275,7 +280,7 @@ def write_report(path: Path, args, report, seeds: list[int]) -> None:
             "episodes_saved": len(report.episodes), "failed_discarded": len(report.failed),
             "rerecorded": report.rerecorded, "stopped_by": report.stopped_by,
             "scene_seeds": seeds,    # one per reset: the scene of attempt k is seeds[k]
-            "interventions": report.interventions,
+            "interventions": report.interventions, "error": error,
             "attempts": [dataclasses.asdict(e) for e in attempts]}
     judged = [e.stages for e in attempts if e.stages is not None]
     if judged:

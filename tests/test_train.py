@@ -36,18 +36,23 @@ def _settings(dataset, out, **kw) -> TrainSettings:
 
 @pytest.mark.slow
 def test_tiny_preset_learns(dataset, tmp_path):
-    """A learning test: the flow loss of the tiny preset (joint, with alignment and LAM) falls
-    at least 5x between the first and the last 10 steps."""
-    out = train(_settings(dataset, tmp_path / "b", steps=120, batch_size=8, lr=3e-3))
+    """A learning test: the flow loss of the tiny preset, trained jointly (alignment and LAM
+    on), falls at least 5x between the mean of the first and of the last 10 steps.
+
+    The tiny DiT first fits the mean action (loss ~1.45 -> ~1.05) and only after ~100 steps
+    learns to carry the noisy action through to the velocity, which is where the loss drops
+    further; hence a few hundred small steps (one loader worker overlaps the collation).
+    """
+    out = train(_settings(dataset, tmp_path / "b", steps=400, batch_size=8, lr=2e-3,
+                          num_workers=1))
     log = _log(out)
-    assert [r["step"] for r in log] == list(range(120))
+    assert [r["step"] for r in log] == list(range(400))
     first = np.mean([r["flow"] for r in log[:10]])
     last = np.mean([r["flow"] for r in log[-10:]])
     assert first > 5 * last, (first, last)
-    assert all(np.isfinite(r["align"]) and np.isfinite(r["lam"]) for r in log)
-    # the alignment and LAM losses are optimised too
-    assert np.mean([r["align"] for r in log[-10:]]) < np.mean([r["align"] for r in log[:10]])
-    assert np.mean([r["lam"] for r in log[-10:]]) < np.mean([r["lam"] for r in log[:10]])
+    # the alignment and the LAM reconstruction are optimised too
+    assert np.mean([r["align"] for r in log[-10:]]) < 0.5 * np.mean([r["align"] for r in log[:10]])
+    assert np.mean([r["lam"] for r in log[-10:]]) < 0.5 * np.mean([r["lam"] for r in log[:10]])
 
 
 def test_resume_continues_identically(dataset, tmp_path, monkeypatch):

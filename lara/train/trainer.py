@@ -25,7 +25,7 @@ from torch import nn
 
 from lara.lam import LamConfig, LatentActionModel, load_lam, save_lam
 from lara.train import distributed
-from lara.train.alignment import AlignmentHead, load_alignment, save_alignment
+from lara.train.alignment import ALIGNMENT_FILE, AlignmentHead, load_alignment, save_alignment
 from lara.train.batches import BatchCollator, StepBatchSampler, to_device
 from lara.train.checkpoint import list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint
 from lara.train.objective import JointObjective, LossWeights
@@ -91,6 +91,8 @@ class TrainSettings:
             raise TrainError("--init, --no-align and --freeze-lam belong to the joint stage")
         if self.no_align and (self.freeze_lam or self.lam):
             raise TrainError("--no-align trains the DiT alone: it takes no LAM (--lam, --freeze-lam)")
+        if self.lam_encoder and self.lam:
+            raise TrainError("--lam-encoder builds a new LAM; it cannot be combined with --lam")
         if self.lam_offset < 1:
             raise TrainError(f"--lam-offset must be >= 1 frame, got {self.lam_offset}")
         for name in ("lr", "batch_size"):
@@ -170,7 +172,7 @@ def _build_modules(s: TrainSettings) -> _Modules:
     align = None
     if not s.no_align:
         align = AlignmentHead(config.width, lam.config.latent_size)
-        if lam_source is not None and (lam_source / "alignment.safetensors").is_file():
+        if lam_source is not None and (lam_source / ALIGNMENT_FILE).is_file():
             load_alignment(align, lam_source)
     return _Modules(config, policy, lam, align)
 

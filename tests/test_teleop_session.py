@@ -93,7 +93,7 @@ class ScriptedKeys(RecordKeys):
         return self
 
 
-def _session(tmp_path, source, *, episodes=2, episode_time=1.0, keys=None, camera=None, **cfg):
+def _session(tmp_path, source, *, episodes=2, episode_time=1.0, keys=None, camera=None, judge=None, **cfg):
     emb = load_embodiment("g1")
     safety_cfg = SAFETY
     robot = ArmRobot()
@@ -110,7 +110,7 @@ def _session(tmp_path, source, *, episodes=2, episode_time=1.0, keys=None, camer
         SessionConfig(task="pour", episodes=episodes, episode_time_s=episode_time, reset_time_s=0.2,
                       calibration_s=0.2, **cfg),
         source, Retargeter(), safety, robot, camera, factory, command_hz=safety_cfg.command_hz,
-        tracking_timeout_s=0.1, keys=keys or ScriptedKeys([]))
+        tracking_timeout_s=0.1, keys=keys or ScriptedKeys([]), judge=judge)
     return session, robot, writers
 
 
@@ -132,6 +132,33 @@ def test_episodes_on_the_grid_and_rerecord(tmp_path):
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.num_episodes == 2 and ds.episode(1).task == "pour"
     assert robot.blend == 0.0                      # faded out at the end
+
+
+def test_judged_episodes_failed_ones_discarded(tmp_path):
+    source = SyntheticSource()
+    source.connect()
+    outcomes = iter([{"Pick": True, "Full": False}, {"Pick": True, "Full": True},
+                     {"Pick": False, "Full": False}, {"Pick": True, "Full": True}, {"Pick": True, "Full": True}])
+    session, _, writers = _session(tmp_path, source, episodes=3, episode_time=0.4, discard_failed=True,
+                                   judge=lambda: next(outcomes))
+    report = session.run()
+    writers[0].close()
+    assert [a.kept for a in report.attempts] == [False, True, False, True, True]
+    assert [a.stages for a in report.failed] == [{"Pick": True, "Full": False}, {"Pick": False, "Full": False}]
+    assert len(report.episodes) == 3 and all(e.stages["Full"] for e in report.episodes)
+    assert LeRobotDataset(tmp_path / "ds").num_episodes == 3
+
+
+def test_as_many_failures_as_episodes_stop_the_session(tmp_path):
+    source = SyntheticSource()
+    source.connect()
+    session, robot, writers = _session(tmp_path, source, episodes=2, episode_time=0.4, discard_failed=True,
+                                       judge=lambda: {"Full": False})
+    report = session.run()
+    writers[0].close()
+    assert report.stopped_by == "2 failed episodes"
+    assert not report.episodes and len(report.attempts) == 2
+    assert robot.blend == 0.0
 
 
 def test_stop_key_saves_the_episode_and_ends(tmp_path):

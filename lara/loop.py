@@ -7,8 +7,9 @@
 Every step is the command a lab runs, as its own process with its log in the work directory:
 
 1. demonstrations: ``lara-teleop record --source expert --robot sim --discard-failed`` per task,
-   all into one LeRobot v3 dataset (the episodes' instructions tell the tasks apart), with a
-   report per task holding the scripted expert's per-stage success over every attempt;
+   all into one LeRobot v3 dataset (the episodes' instructions tell the tasks apart); the session
+   reports (``demos_TASK_K.json``) hold the scripted expert's per-stage success on every attempt,
+   and a session that the safety filter stops is followed by one that resumes the dataset;
 2. ``lara-train joint`` twice with the same preset, seed and steps: LARA full (latent-action
    alignment) and ``--no-align`` (LARA DiT-only);
 3. ``lara-export --onnx`` of both (parity-checked against torch);

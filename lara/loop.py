@@ -145,6 +145,8 @@ def train_policy(dataset: Path, out: Path, log_path: Path, *, preset: str, steps
                  extra: list[str], batch_size: int | None = None) -> None:
     cmd = [sys.executable, "-m", "lara.train.cli", "joint", "--preset", preset, "--dataset", str(dataset),
            "--steps", str(steps), "--seed", str(seed), "--out", str(out), "--no-progress", *extra]
+    if out.exists():          # an interrupted run continues from its newest checkpoint
+        cmd.append("--resume")
     if batch_size is not None:
         cmd += ["--batch-size", str(batch_size)]
     run_step(cmd, log_path, f"training {out.name} (lara-train joint{''.join(' ' + a for a in extra)})")

@@ -1,6 +1,6 @@
 """Serving benchmark: protocol and server overhead at batch 1, and throughput vs concurrent clients.
 
-    python bench/serve.py [--bundle B | --preset small] [--engine ort] [--duration 4] [--clients 1,4,8]
+    python bench/serve.py [--bundle B | --preset small] [--engine ort] [--per-client 5] [--clients 1,4,8]
 
 In one run, on one machine:
 1. the engine's own time at batch 1 (``engine.infer`` called directly);
@@ -78,47 +78,45 @@ def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[
     return rtt, overhead
 
 
-def _client_process(address: str, state, images, start, duration: float, results) -> None:
-    """One robot: its own process (as on a real deployment), closed loop for ``duration`` seconds."""
+def _client_process(address: str, state, images, requests: int, start, results) -> None:
+    """One robot: its own process (as on a real deployment), ``requests`` chunks back to back."""
     from runtime.client import PolicyClient, ServerError, ServerTimeout
 
     latencies, failure = [], None
-    with PolicyClient(address, timeout_s=120) as c:
+    with PolicyClient(address, timeout_s=300) as c:
         c.infer(state, images)  # connect and warm up before the clock starts
         start.wait()
-        end = time.perf_counter() + duration
-        while True:
+        for _ in range(requests):
             t = time.perf_counter()
             try:
                 c.infer(state, images)
             except (ServerError, ServerTimeout) as exc:  # reported after the run, never hidden
                 failure = repr(exc)
                 break
-            now = time.perf_counter()
-            if now > end:
-                break
-            latencies.append((now - t) * 1000.0)
-    results.put((latencies, failure))
+            latencies.append((time.perf_counter() - t) * 1000.0)
+    results.put((time.perf_counter(), latencies, failure))
 
 
-def throughput(address: str, state, images, clients: int, duration: float) -> tuple[float, float]:
-    """Chunks per second over ``duration`` with ``clients`` closed-loop client processes, and p50 latency."""
+def throughput(address: str, state, images, clients: int, requests: int) -> tuple[float, float]:
+    """Chunks per second with ``clients`` client processes sending ``requests`` chunks each
+    (all work / time until the last client is done), and the p50 latency."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(clients + 1)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_client_process, args=(address, state, images, start, duration, results))
+    procs = [ctx.Process(target=_client_process, args=(address, state, images, requests, start, results))
              for _ in range(clients)]
     for pr in procs:
         pr.start()
-    start.wait(timeout=300)
-    outcomes = [results.get(timeout=duration + 300) for _ in procs]
+    start.wait(timeout=600)
+    t0 = time.perf_counter()
+    outcomes = [results.get(timeout=3600) for _ in procs]
     for pr in procs:
         pr.join(30)
-    failures = [f for _, f in outcomes if f]
+    failures = [f for _, _, f in outcomes if f]
     if failures:
         raise RuntimeError(f"{len(failures)} clients failed during the throughput run, e.g. {failures[0]}")
-    lat = [x for lats, _ in outcomes for x in lats]
-    return len(lat) / duration, statistics.median(lat) if lat else float("nan")
+    lat = [x for _, lats, _ in outcomes for x in lats]
+    return len(lat) / (max(t for t, _, _ in outcomes) - t0), statistics.median(lat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--engine", default="ort", choices=["ort", "torch", "trt"])
     p.add_argument("--iters", type=int, default=40, help="batch-1 iterations for engine and round-trip times")
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per throughput measurement")
+    p.add_argument("--per-client", type=int, default=5, help="chunks each client requests per throughput measurement")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of every throughput configuration")
     p.add_argument("--clients", default="1,4,8")
     p.add_argument("--max-batch", type=int, default=8)
@@ -177,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     for batching, server in servers.items():
                         m = server.metrics
                         before = (m.engine_calls, m.batched_observations)
-                        t, p50 = throughput(server.address, state, images, n, args.duration)
+                        t, p50 = throughput(server.address, state, images, n, args.per_client)
                         tput.setdefault((batching, n), []).append(t)
                         lat.setdefault((batching, n), []).append(p50)
                         calls.setdefault((batching, n), []).append(
@@ -202,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| client round trip through lara-serve | {rtt:.2f} |")
     print(f"| overhead per request (round trip - that request's engine time) | {over:.2f} |")
     print(f"\noverhead ratio (median over requests of overhead / engine time): {ratio:.1%}")
-    print(f"\nthroughput: median of {args.rounds} rounds of {args.duration:g} s per configuration, closed-loop clients")
+    print(f"\nthroughput: median of {args.rounds} rounds per configuration; each client (a process) requests "
+          f"{args.per_client} chunks back to back; chunks/s = all chunks / time until the last client is done")
     print("\n| batching | clients | chunks/s | p50 latency ms | mean batch |\n|---|---|---|---|---|")
     for b, n, t, p50, mb in rows:
         print(f"| {b} (max batch {args.max_batch if b == 'on' else 1}) | {n} | {t:.2f} | {p50:.1f} | {mb:.2f} |")

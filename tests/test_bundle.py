@@ -59,6 +59,10 @@ def test_random_bundle_samples_g1_chunks(bundle_dir):
     assert np.array_equal(chunk, again)                            # same noise, same chunk
     other = bundle.sample_chunk(_frame(), G1.default_pose, "pick up the cup", noise=_noise(2))
     assert np.abs(other - chunk).max() > 1e-3                      # different noise, different chunk
+    seen = bundle.sample_chunk(_frame(5), G1.default_pose, "pick up the cup", noise=_noise(1))
+    assert np.abs(seen - chunk).max() > 1e-4                       # the image reaches the actions
+    told = bundle.sample_chunk(_frame(), G1.default_pose, "wave", noise=_noise(1))
+    assert np.abs(told - chunk).max() > 1e-4                       # so does the instruction
     fresh = bundle.sample_chunk(_frame(), G1.default_pose)         # noise drawn inside
     assert fresh.shape == (8, 28) and np.all(np.isfinite(fresh))
     with pytest.raises(ValueError, match=r"noise must have shape \[1, 8, 32\], got \[1, 8, 28\]"):

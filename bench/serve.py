@@ -97,9 +97,11 @@ def _client_process(address: str, state, images, requests: int, start, results) 
     results.put((time.perf_counter(), latencies, failure))
 
 
-def throughput(address: str, state, images, clients: int, requests: int) -> tuple[float, float]:
+def throughput(server, state, images, clients: int, requests: int) -> tuple[float, float, float]:
     """Chunks per second with ``clients`` client processes sending ``requests`` chunks each
-    (all work / time until the last client is done), and the p50 latency."""
+    (all work / time until the last client is done), the p50 latency, and the mean batch the
+    engine ran (counted from the start signal, after the clients' warm-up requests)."""
+    address, m = server.address, server.metrics
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(clients + 1)
     results = ctx.Queue()
@@ -107,16 +109,18 @@ def throughput(address: str, state, images, clients: int, requests: int) -> tupl
              for _ in range(clients)]
     for pr in procs:
         pr.start()
+    before = (m.engine_calls, m.batched_observations)
     start.wait(timeout=600)
     t0 = time.perf_counter()
     outcomes = [results.get(timeout=3600) for _ in procs]
+    calls, observations = m.engine_calls - before[0], m.batched_observations - before[1]
     for pr in procs:
         pr.join(30)
     failures = [f for _, _, f in outcomes if f]
     if failures:
         raise RuntimeError(f"{len(failures)} clients failed during the throughput run, e.g. {failures[0]}")
     lat = [x for _, lats, _ in outcomes for x in lats]
-    return len(lat) / (max(t for t, _, _ in outcomes) - t0), statistics.median(lat)
+    return len(lat) / (max(t for t, _, _ in outcomes) - t0), statistics.median(lat), observations / calls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,27 +172,22 @@ def main(argv: list[str] | None = None) -> int:
                    "off": PolicyServer(engine, "tcp://127.0.0.1:*", max_batch=1, queue_size=64).start()}
         tput: dict[tuple[str, int], list[float]] = {}
         lat: dict[tuple[str, int], list[float]] = {}
-        calls: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        batches: dict[tuple[str, int], list[float]] = {}
         try:
             for _ in range(args.rounds):
                 for n in client_counts:
                     for batching, server in servers.items():
-                        m = server.metrics
-                        before = (m.engine_calls, m.batched_observations)
-                        t, p50 = throughput(server.address, state, images, n, args.per_client)
+                        t, p50, mean_batch = throughput(server, state, images, n, args.per_client)
                         tput.setdefault((batching, n), []).append(t)
                         lat.setdefault((batching, n), []).append(p50)
-                        calls.setdefault((batching, n), []).append(
-                            (m.engine_calls - before[0], m.batched_observations - before[1]))
+                        batches.setdefault((batching, n), []).append(mean_batch)
         finally:
             for server in servers.values():
                 server.stop()
         rows = []
         for (batching, n), ts in tput.items():
-            ncalls = sum(c for c, _ in calls[(batching, n)])
-            nobs = sum(o for _, o in calls[(batching, n)])
             rows.append((batching, n, statistics.median(ts), statistics.median(lat[(batching, n)]),
-                         nobs / ncalls if ncalls else float("nan")))
+                         statistics.mean(batches[(batching, n)])))
         rows.sort(key=lambda r: (r[0] != "on", r[1]))
         engine.close()
 

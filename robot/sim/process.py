@@ -50,9 +50,10 @@ class SimProcess:
         self._log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ)
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        reader = dds.reader(self.domain_id, topics.LOWSTATE, LowState_, self.interface)
-        deadline = time.monotonic() + self.startup_timeout_s
+        reader = None
         try:
+            reader = dds.reader(self.domain_id, topics.LOWSTATE, LowState_, self.interface)
+            deadline = time.monotonic() + self.startup_timeout_s
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise SimProcessError(f"lara-sim exited with {self.proc.returncode} during start-up:\n"

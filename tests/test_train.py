@@ -35,6 +35,7 @@ def _settings(dataset, out, **kw) -> TrainSettings:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~90 s on 2 idle cores; far longer on a shared, loaded machine
 def test_tiny_preset_learns(dataset, tmp_path):
     """A learning test: the flow loss of the tiny preset, trained jointly (alignment and LAM
     on), falls at least 5x between the mean of the first and of the last 10 steps.

@@ -11,7 +11,10 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install --quiet "torch==${LARA_TORCH_VERSION:-2.13.0}"
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,realsense]"
+# unitree_sdk2py (the robot extra) for the tests that compare our DDS messages and CRC with it;
+# --no-deps: the package declares opencv-python but never imports it.
+python -m pip install --quiet --no-deps unitree-sdk2py-dimos
 
 # System packages: MuJoCo's offscreen renderer (EGL + Mesa) and headless Chromium for the
 # dashboard tests. Installed only where missing and only when we may (root with apt).

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/robot_py310.sh
 . .venv/bin/activate
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 exec python -m pytest -q "$@"

@@ -29,8 +29,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long to wait for concurrent requests to batch (default 2 ms)")
     p.add_argument("--queue", type=int, default=64, help="pending requests before answering busy (default 64)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --bind without a token")
+    p.add_argument("--compile", action="store_true", help="torch engine: torch.compile the model")
+    p.add_argument("--device", help="torch engine: torch device (default cpu)")
+    p.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="ort engine: execution provider (default auto)")
+    p.add_argument("--threads", type=int, help="ort engine: intra-op threads (default: onnxruntime's)")
+    p.add_argument("--precision", choices=["fp16", "bf16", "fp32"], help="trt engine: engine precision (default fp16)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+ENGINE_OPTIONS = {"torch": ("compile", "device"), "ort": ("provider", "threads"), "trt": ("precision",)}
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """The engine options given on the command line; an option of another engine is an error."""
+    given = {name for names in ENGINE_OPTIONS.values() for name in names if getattr(args, name) not in (None, False)}
+    foreign = sorted(given - set(ENGINE_OPTIONS[args.engine]))
+    if foreign:
+        raise ValueError(f"--{', --'.join(foreign)} does not apply to --engine {args.engine}")
+    return {name: getattr(args, name) for name in given}
 
 
 def _read_token(path: Path) -> str:
@@ -45,6 +62,11 @@ def _read_token(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        engine_options = _engine_options(args)
+    except ValueError as exc:
+        print(f"lara-serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = _read_token(args.token_file) if args.token_file else None
 
@@ -75,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.engines import load_engine
 
     try:
-        engine = load_engine(args.policy, args.engine)
+        engine = load_engine(args.policy, args.engine, **engine_options)
     except Exception as exc:  # bundle and engine errors carry their own explanation
         print(f"lara-serve: cannot load {args.engine} engine from {args.policy}: {exc}", file=sys.stderr)
         return 1

@@ -203,3 +203,22 @@ def test_dashboard_address_parsing():
     assert parse_hostport("[::1]:81") == ("::1", 81)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_hostport("localhost:http")
+
+
+def test_engine_options_reach_the_engine_and_foreign_ones_are_refused(tmp_path, capsys, monkeypatch):
+    from runtime import cli
+
+    assert cli.main(["--policy", str(tmp_path), "--engine", "ort", "--compile"]) == 2
+    assert "--compile does not apply to --engine ort" in capsys.readouterr().err
+
+    seen = {}
+
+    def fake_load(path, kind, **options):  # records the call, then stops start-up like a bad bundle
+        seen.update(kind=kind, options=options)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("runtime.engines.load_engine", fake_load)
+    monkeypatch.setattr("signal.signal", lambda *args: None)  # keep pytest's own handlers
+    assert cli.main(["--policy", str(tmp_path), "--engine", "ort", "--provider", "cpu", "--threads", "1",
+                     "--dashboard", "off"]) == 1
+    assert seen == {"kind": "ort", "options": {"provider": "cpu", "threads": 1}}

@@ -191,7 +191,7 @@ def serve(bundle: Path, log_path: Path, *, startup_timeout_s: float = 180.0) -> 
 
 
 def evaluate(address: str, task: str, trials: int, out: Path, log_path: Path, *,
-             trial_s: float | None = None, seed: int = 1000) -> dict:
+             trial_s: float | None = None, seed: int = 1000, control_config: str | None = None) -> dict:
     """``lara-robot eval --sim``: returns its metrics.json. Scene seeds start at ``seed`` (the
     demonstrations used seeds from 0, so by default no evaluation scene was demonstrated)."""
     cmd = [sys.executable, "-m", "robot.cli", "eval", "--task", task, "--sim", "--trials", str(trials),
@@ -199,6 +199,8 @@ def evaluate(address: str, task: str, trials: int, out: Path, log_path: Path, *,
            "--dashboard", "off", "--log-level", "WARNING"]
     if trial_s is not None:
         cmd += ["--trial-s", str(trial_s)]
+    if control_config is not None:
+        cmd += ["--config", control_config]
     run_step(cmd, log_path, f"evaluation: {trials} trial(s) of {task}")
     return json.loads((out / "metrics.json").read_text())
 
@@ -270,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="full: LARA with alignment; dit: --no-align")
     p.add_argument("--trials", type=int, default=50, help="evaluation trials per task and policy")
     p.add_argument("--trial-s", type=float, help="seconds per evaluation trial (default: the task's)")
+    p.add_argument("--control-config",
+                   help="lara-robot control/safety config for the evaluation (a configs/control name or YAML path; "
+                        "default: default)")
     p.add_argument("--results", type=Path, help="also write the results table here (e.g. docs/RESULTS.md)")
     args = p.parse_args(argv)
     if min(args.episodes, args.steps, args.trials) < 1:
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 with serve(bundle, work / f"serve_{variant}.log") as address:
                     for task in pending:
                         evaluate(address, task, args.trials, work / "eval" / variant / task,
-                                 work / f"eval_{variant}_{task}.log", trial_s=args.trial_s)
+                                 work / f"eval_{variant}_{task}.log", trial_s=args.trial_s,
+                                 control_config=args.control_config)
             for task in tasks:
                 row.metrics[task] = json.loads((work / "eval" / variant / task / "metrics.json").read_text())
             rows.append(row)
@@ -315,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"tasks": list(tasks), "episodes_per_task": args.episodes, "preset": args.preset,
                 "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
                 "variants": args.variants, "trials": args.trials, "trial_s": args.trial_s,
+                "control_config": args.control_config or "default",
                 "engine": "ort", "command": shlex.join(["python", "-m", "lara.loop", *(argv or sys.argv[1:])])}
     for path in [work / "RESULTS.md"] + ([args.results] if args.results else []):
         write_results(path, rows, tasks, settings)

@@ -1,6 +1,7 @@
 """The whole loop at CI size, each step the real command in its own process: scripted-expert
 demonstrations on the simulated G1 (DDS on loopback) -> lara-train joint -> lara-export --onnx ->
-lara-serve --engine ort -> lara-robot run --sim with the safety filter; then the results table."""
+lara-serve --engine ort -> lara-robot run --sim with the safety filter and lara-robot eval --sim;
+then the results table."""
 from __future__ import annotations
 
 import json
@@ -35,12 +36,16 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
                        "--server", address, "--domain", str(loop.sim_domain()), "--duration", "6",
                        "--dashboard", "off", "--json", str(run_json)],
                       tmp_path / "robot.log", "lara-robot run --sim")
+        metrics = loop.evaluate(address, "pick_place", 1, tmp_path / "eval", tmp_path / "eval.log", trial_s=3)
     result = json.loads(run_json.read_text())
     assert result["reason"] == "end of duration"            # ended cleanly, not by the watchdog
     assert result["scheduler"]["chunks"] >= 3               # chunks flowed from lara-serve
     watchdog = {k: v for k, v in result["interventions"].items() if k.startswith("stale_")}
     assert not watchdog, result["interventions"]
 
-    rows = [loop.Row("expert", {"pick_place": loop.expert_metrics(report)})]
+    assert metrics["trials"] == 1 and set(metrics["metrics"]) == {"Pick", "Place", "Full"}
+    assert metrics["info"]["seed"] == 1000        # evaluation scenes are not the demonstrated ones
+
+    rows = [loop.Row("expert", {"pick_place": loop.expert_metrics(report)}), loop.Row("policy", {"pick_place": metrics})]
     table = loop.results_table(rows, ("pick_place",))
-    assert "| expert | 100 (n=" in table and "pick_place: Place" in table
+    assert "| expert | 100 (n=" in table and "pick_place: Place" in table and "| policy |" in table

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               f"loopback address; pass --insecure only on a trusted network", file=sys.stderr)
         return 2
     from runtime.dashboard import DashboardServer
-    from runtime.dashboard.app import parse_hostport
+    from runtime.dashboard.http import parse_hostport
 
     try:
         dash_addr = None if args.dashboard.lower() == "off" else parse_hostport(args.dashboard)

@@ -196,7 +196,7 @@ def test_token_file_problems_are_reported_before_anything_loads(tmp_path):
 
 
 def test_dashboard_address_parsing():
-    from runtime.dashboard.app import parse_hostport
+    from runtime.dashboard.http import parse_hostport
 
     assert parse_hostport("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert parse_hostport("9000") == ("127.0.0.1", 9000)

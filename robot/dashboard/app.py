@@ -7,21 +7,18 @@ no external assets) polls ``/api/status`` and has an E-STOP button that POSTs ``
 """
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from importlib import resources
 from typing import Any, Callable
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runtime.dashboard.app import parse_hostport
+from runtime.dashboard.http import BackgroundHTTPServer
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 
-__all__ = ["create_app", "RobotDashboard", "parse_hostport"]
+__all__ = ["create_app", "RobotDashboard"]
 
 
 def create_app(status: Callable[[], dict[str, Any]], estop: Callable[[str], None]) -> FastAPI:
@@ -49,43 +46,9 @@ def create_app(status: Callable[[], dict[str, Any]], estop: Callable[[str], None
     return app
 
 
-class RobotDashboard:
-    """uvicorn in a background thread on a socket bound up front (port 0: a free port)."""
+class RobotDashboard(BackgroundHTTPServer):
+    """The lara-robot status page on its own thread (port 0: a free port)."""
 
     def __init__(self, status: Callable[[], dict[str, Any]], estop: Callable[[str], None],
                  host: str = "127.0.0.1", port: int = 8081) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port))
-        except OSError as exc:
-            self._sock.close()
-            raise OSError(f"robot dashboard cannot bind {host}:{port}: {exc}") from exc
-        self.host, self.port = host, self._sock.getsockname()[1]
-        config = uvicorn.Config(create_app(status, estop), log_level="warning", access_log=False,
-                                lifespan="off")
-        self._uvicorn = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._sock]},
-                                        name="lara-robot-dashboard", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> "RobotDashboard":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._uvicorn.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._sock.close()
-
-    def __enter__(self) -> "RobotDashboard":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().__init__(create_app(status, estop), host, port, name="lara-robot-dashboard")

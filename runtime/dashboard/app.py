@@ -6,16 +6,15 @@ offline) polls ``/api/status`` and ``/api/last_actions`` and reloads ``/api/last
 from __future__ import annotations
 
 import io
-import socket
-import threading
 from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from runtime.dashboard.http import BackgroundHTTPServer
 
 if TYPE_CHECKING:
     from runtime.server import PolicyServer
@@ -80,46 +79,8 @@ def create_app(server: "PolicyServer") -> FastAPI:
     return app
 
 
-def parse_hostport(spec: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``"127.0.0.1:8080"`` or ``"8080"`` -> (host, port)."""
-    host, sep, port = spec.rpartition(":")
-    if not sep:
-        host, port = default_host, spec
-    try:
-        return host.strip("[]") or default_host, int(port)
-    except ValueError:
-        raise ValueError(f"dashboard address must be HOST:PORT, got {spec!r}") from None
-
-
-class DashboardServer:
-    """uvicorn in a background thread on a socket bound up front (port 0: a free port)."""
+class DashboardServer(BackgroundHTTPServer):
+    """The lara-serve dashboard on its own thread (port 0: a free port)."""
 
     def __init__(self, server: "PolicyServer", host: str = "127.0.0.1", port: int = 8080):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port))
-        except OSError as exc:
-            self._sock.close()
-            raise OSError(f"dashboard cannot bind {host}:{port}: {exc}") from exc
-        self.host, self.port = host, self._sock.getsockname()[1]
-        config = uvicorn.Config(create_app(server), log_level="warning", access_log=False, lifespan="off")
-        self._uvicorn = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._sock]},
-                                        name="lara-serve-dashboard", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> "DashboardServer":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._uvicorn.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._sock.close()
+        super().__init__(create_app(server), host, port, name="lara-serve-dashboard")

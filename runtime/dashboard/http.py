@@ -1,0 +1,61 @@
+"""Serving a FastAPI app from a background thread: the lara-serve dashboard and the lara-robot
+status page both run this way beside their real-time work."""
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import uvicorn
+
+
+def parse_hostport(spec: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` or ``"8080"`` -> (host, port)."""
+    host, sep, port = spec.rpartition(":")
+    if not sep:
+        host, port = default_host, spec
+    try:
+        return host.strip("[]") or default_host, int(port)
+    except ValueError:
+        raise ValueError(f"dashboard address must be HOST:PORT, got {spec!r}") from None
+
+
+class BackgroundHTTPServer:
+    """uvicorn in a daemon thread on a socket bound up front, so a busy port fails at once with a
+    clear error and port 0 gives a free port (read back from ``port``/``url``)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8080, name: str = "dashboard"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"{name} cannot bind {host}:{port}: {exc}") from exc
+        self.host, self.port = host, self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._sock]},
+                                        name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> "BackgroundHTTPServer":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._uvicorn.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> "BackgroundHTTPServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -236,7 +236,7 @@ def _dashboard(spec: str, session: Session):
         yield None
         return
     from robot.dashboard import RobotDashboard
-    from robot.dashboard.app import parse_hostport
+    from runtime.dashboard.http import parse_hostport
 
     host, port = parse_hostport(spec)
     dash = RobotDashboard(session.status, session.estop.trigger, host, port).start()

@@ -50,7 +50,7 @@ class LoopError(RuntimeError):
 
 
 def log(msg: str) -> None:
-    print(f"[lara-loop] {msg}", flush=True)
+    print(f"[lara] {msg}", flush=True)
 
 
 def run_step(cmd: list[str], log_path: Path, what: str, timeout_s: float | None = None) -> None:
@@ -158,13 +158,18 @@ def export_onnx(bundle: Path, log_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def serve(bundle: Path, log_path: Path, *, startup_timeout_s: float = 180.0) -> Iterator[str]:
-    """``lara-serve --engine ort`` on a free loopback port; yields its address once it answers."""
+def serve(bundle: Path, log_path: Path, *, startup_timeout_s: float = 180.0, threads: int = 1,
+          dashboard: str = "off") -> Iterator[str]:
+    """``lara-serve --engine ort`` on a free loopback port; yields its address once it answers.
+
+    ``threads``: ONNX Runtime's intra-op threads. The simulator and the robot loop share this
+    machine's cores with the server; one thread keeps the engine from fighting them for both
+    cores (and its latency steady, which the robot's command watchdog depends on)."""
     from runtime.client import PolicyClient, ServerTimeout
 
     address = f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "runtime.cli", "--policy", str(bundle), "--engine", "ort", "--bind", address,
-           "--dashboard", "off"]
+           "--dashboard", dashboard, "--threads", str(threads)]
     log(f"serving {bundle.name}: {shlex.join(cmd)}")
     with open(log_path, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)

@@ -345,6 +345,7 @@ class PolicyServer:
 
     def _error(self, code: str, message: str, request_id: Any, groot: bool, session: ClientSession | None) -> bytes:
         self.metrics.record_error(code)
+        log.info("request %r answered %s: %s", request_id, code, message)
         if session is not None:
             session.errors += 1
         if groot:

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from lara.embodiment import Embodiment
+from robot.cameras.stream import FrameStream
 from robot.interface import Robot
 from robot.safety import EStop, SafetyConfig, SafetyError, SafetyFilter, control_config_path
 from robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
@@ -107,53 +108,23 @@ class Observation:
     stamp: float
 
 
-class FrameGrabber:
-    """Reads the camera in its own thread and keeps the newest frame.
+class FrameGrabber(FrameStream):
+    """The camera on its own thread, for the policy requests.
 
-    The policy requests then never wait on a slow camera longer than ``wait_s``: a request
-    takes the next new frame if one comes within ``wait_s``, else the newest it has. A frame
-    older than ``max_age_s`` is refused (the camera stalled): no new chunks, so the safety
-    filter's command watchdog holds and fades out.
+    A request then never waits on a slow camera longer than ``wait_s``: it takes the next new
+    frame if one comes within ``wait_s``, else the newest it has. A frame older than
+    ``max_age_s`` is refused (the camera stalled): no new chunks, so the safety filter's command
+    watchdog holds and fades out.
     """
 
     def __init__(self, camera: Any, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.camera = camera
+        super().__init__(camera, keep=1, name="frame-grabber")
         self.max_age_s = max_age_s
         self._clock = clock
-        self._cond = threading.Condition()
-        self._frame: Any = None
-        self._seq = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
-        self.errors = 0
-
-    def start(self) -> "FrameGrabber":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame = self.camera.read()
-            except Exception as exc:  # noqa: BLE001 - a camera hiccup; the age check reports a stall
-                self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
-                    log.warning("camera read failed (%d so far): %s", self.errors, exc)
-                self._stop.wait(0.01)
-                continue
-            with self._cond:
-                self._frame, self._seq = frame, self._seq + 1
-                self._cond.notify_all()
 
     def next(self, after_seq: int, wait_s: float) -> tuple[Any, int]:
         """A frame newer than ``after_seq`` if one comes within ``wait_s``, else the newest."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._seq > after_seq, timeout=wait_s)
-            frame, seq = self._frame, self._seq
+        frame, seq = self.wait_next(after_seq, wait_s)
         if frame is None:
             raise ControlError("no camera frame yet")
         age = self._clock() - float(frame.stamp)

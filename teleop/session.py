@@ -7,7 +7,7 @@ Three threads of one process:
   with it, stamped with the sample's time; if tracking is stale or lost, steps the filter with no
   command, so the filter holds and then fades the arms. It keeps a short history of (time,
   measured state, command sent).
-- camera (:class:`FrameRing`): keeps the last few frames with their capture times.
+- camera (:class:`robot.cameras.stream.FrameStream`): keeps the last few frames with their capture times.
 - recorder (the caller's thread, :class:`RecordSession`): at every tick k of the fps grid of an
   episode, takes the state and command in effect at t0 + k/fps and the newest frame captured by
   then, and appends them with timestamp k/fps. A tick whose newest frame is older than 1.5 frame
@@ -31,6 +31,7 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+from robot.cameras.stream import FrameStream
 from robot.safety import Phase, SafetyFilter
 from teleop.keys import NEXT, RERECORD, STOP, RecordKeys
 from teleop.retarget.retargeter import Retargeter
@@ -162,62 +163,6 @@ class TeleopControl:
 
 
 # ----------------------------------------------------------------------------- camera ring
-class FrameRing:
-    """Reads a camera on its own thread and keeps the last frames (``robot.cameras.Frame``)."""
-
-    def __init__(self, camera: Any, size: int = 150):
-        self.camera = camera
-        self._frames: collections.deque = collections.deque(maxlen=size)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.errors = 0
-        self.count = 0
-
-    def start(self) -> "FrameRing":
-        self._thread = threading.Thread(target=self._run, name="teleop-camera", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame = self.camera.read(timeout_s=0.5)
-            except Exception as exc:  # noqa: BLE001 - a camera hiccup shows up as dropped frames
-                self.errors += 1
-                if self.errors == 1 or self.errors % 50 == 0:
-                    log.warning("camera read failed (%d so far): %s", self.errors, exc)
-                self._stop.wait(0.01)
-                continue
-            with self._lock:
-                self._frames.append(frame)
-                self.count += 1
-
-    def wait_first(self, timeout_s: float) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._frames:
-                    return self._frames[-1]
-            time.sleep(0.01)
-        raise SessionError(f"no camera frame within {timeout_s:.0f} s")
-
-    def at(self, t: float) -> Any:
-        """The newest frame captured at or before ``t`` (the oldest one kept if none was)."""
-        with self._lock:
-            frames = list(self._frames)
-        for frame in reversed(frames):
-            if frame.stamp <= t:
-                return frame
-        return frames[0] if frames else None
-
-
 # ----------------------------------------------------------------------------- progress
 class Progress:
     """One status line: rewritten in place on a terminal, printed at events otherwise.
@@ -331,7 +276,7 @@ class RecordSession:
         self.control = TeleopControl(source, retargeter, safety, robot, hz=command_hz,
                                      tracking_timeout_s=tracking_timeout_s,
                                      tracking_recorder=tracking_recorder, clock=clock)
-        self.frames = FrameRing(camera)
+        self.frames = FrameStream(camera, keep=150, read_timeout_s=0.5, name="teleop-camera")
         self.writer: Any = None
         self.report = SessionReport()
 
@@ -499,7 +444,9 @@ class RecordSession:
                        cfg.start_timeout_s)
         state = self.robot.read_state()
         self.frames.start()
-        first = self.frames.wait_first(cfg.start_timeout_s)
+        first, _ = self.frames.wait_next(0, cfg.start_timeout_s)
+        if first is None:
+            raise SessionError(f"no camera frame within {cfg.start_timeout_s:.0f} s")
         self.writer = self.writer_factory(tuple(first.image.shape[:2]))
         self._calibrate()
         self.retargeter.reset(state.q)

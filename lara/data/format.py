@@ -145,16 +145,9 @@ def episode_columns(video_keys_: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- durable writes
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable (POSIX: fsync the directory)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file's data, or a directory's entries (POSIX: what makes a rename or a new entry
+    in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -172,15 +165,15 @@ def make_dirs_durable(path: Path) -> None:
         path = path.parent
     for directory in reversed(missing):
         directory.mkdir(exist_ok=True)
-        fsync_dir(directory.parent)
+        fsync_path(directory.parent)
 
 
 def durable_replace(src: Path, dst: Path) -> None:
     """fsync ``src``, rename it over ``dst`` atomically, fsync the directory of ``dst``."""
     make_dirs_durable(dst.parent)
-    fsync_file(src)
+    fsync_path(src)
     os.replace(src, dst)
-    fsync_dir(dst.parent)
+    fsync_path(dst.parent)
 
 
 def _temp_path(dst: Path) -> Path:

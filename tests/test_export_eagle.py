@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lara.bundle import save_bundle
 from lara.embodiment import load_embodiment
-from lara.model import LaraPolicy, PolicyConfig
+from lara.model import LaraPolicy
 from lara.processing import NormStats
 from policy_export.manifest import Manifest
 from policy_export.onnx_export import export_onnx
@@ -19,30 +18,13 @@ from policy_export.parity import ONNX_FP32_TOLERANCE
 from runtime.engine import Observation, make_noise
 from runtime.engines import load_engine
 
-IMAGE_TOKEN = 299
-WORDS = "pick up the red cup put it in box do task".split()
+from eagle_helpers import eagle_config, save_tiny_eagle
 
 
 @pytest.fixture(scope="module")
 def eagle_bundle(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoModel, LlavaConfig, PreTrainedTokenizerFast, Qwen3Config, SiglipVisionConfig
-
     root = tmp_path_factory.mktemp("eagle")
-    torch.manual_seed(0)
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                image_size=224, patch_size=32)
-    text = Qwen3Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256)
-    vlm = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN,
-                      vision_feature_select_strategy="full", vision_feature_layer=-1, projector_hidden_act="gelu")
-    AutoModel.from_config(vlm).save_pretrained(str(root / "vlm"))
-    vocab = {"<pad>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>").save_pretrained(str(root / "vlm"))
-    config = PolicyConfig.from_preset("tiny", backbone="eagle", backbone_path=str(root / "vlm"), backbone_select_layer=2,
-                                      vl_dim=64, cross_attention_dim=64, tune_backbone=False, max_text_len=8)
+    config = eagle_config(save_tiny_eagle(root / "vlm"))
     policy = LaraPolicy(config)
     path = save_bundle(root / "bundle", policy, config, NormStats.from_embodiment(load_embodiment("g1")))
     export_onnx(path, log=lambda _: None)

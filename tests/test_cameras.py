@@ -110,11 +110,16 @@ def _record_db3(path, frames: list[np.ndarray], fps: int = 30) -> None:
     del recorder
 
 
-def test_realsense_recording_plays_through_the_driver(tmp_path):
-    pytest.importorskip("pyrealsense2", reason="pyrealsense2 (lara-g1[realsense]) not installed")
-    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(8)]
+def _banded_frames(n: int = 8) -> list[np.ndarray]:
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(n)]
     for i, f in enumerate(frames):
         f[:, : 8 * (i + 1), 1] = 255  # a growing green band: order is checkable
+    return frames
+
+
+def test_realsense_recording_plays_through_the_driver(tmp_path):
+    pytest.importorskip("pyrealsense2", reason="pyrealsense2 (lara-g1[realsense]) not installed")
+    frames = _banded_frames()
     path = tmp_path / "d455.db3"
     _record_db3(path, frames)
     cam = make_camera({"type": "replay", "source": str(path), "realtime": False, "loop": False})
@@ -124,3 +129,26 @@ def test_realsense_recording_plays_through_the_driver(tmp_path):
         assert frame.image.shape == (48, 64, 3)
         np.testing.assert_array_equal(frame.image, want)
     assert [f.index for f in got] == list(range(len(frames)))
+
+
+def test_realsense_recording_loses_no_frame_when_the_process_stalls_after_start(tmp_path, monkeypatch):
+    """A non-real-time playback must not start in real time: if this process is descheduled
+    right after ``pipeline.start`` (CI under load), a real-time playback plays on and drops the
+    frames nobody reads. The stall is simulated with a pipeline whose start() sleeps."""
+    rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 (lara-g1[realsense]) not installed")
+    frames = _banded_frames()
+    path = tmp_path / "d455.db3"
+    _record_db3(path, frames)
+
+    class StallingPipeline(rs.pipeline):
+        def start(self, *args):
+            profile = super().start(*args)
+            time.sleep(0.6)  # longer than the 8-frame recording plays in real time
+            return profile
+
+    monkeypatch.setattr(rs, "pipeline", StallingPipeline)
+    cam = make_camera({"type": "replay", "source": str(path), "realtime": False, "loop": False})
+    with cam:
+        got = [cam.read(timeout_s=3.0) for _ in range(len(frames))]
+    assert [f.index for f in got] == list(range(len(frames)))
+    np.testing.assert_array_equal(got[0].image, frames[0])

@@ -50,15 +50,20 @@ class RealSenseCamera(Camera):
         else:
             config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
         pipeline = rs.pipeline()
+        self._playback = None
         try:
-            profile = pipeline.start(config)
+            if self.recording:
+                # The playback's pace is set on the resolved device BEFORE the pipeline starts:
+                # set after start, a playback that starts in real time drops every frame it
+                # plays while this process is not scheduled (seen under load in CI).
+                resolved = config.resolve(rs.pipeline_wrapper(pipeline))
+                self._playback = resolved.get_device().as_playback()
+                self._playback.set_real_time(self.realtime)
+            pipeline.start(config)
         except RuntimeError as exc:
+            self._playback = None
             source = self.recording or f"D455 {self.serial or '(first found)'}"
             raise CameraError(f"cannot start {source} at {self.width}x{self.height}@{self.fps}: {exc}") from exc
-        self._playback = None
-        if self.recording:
-            self._playback = profile.get_device().as_playback()
-            self._playback.set_real_time(self.realtime)
         self._pipeline = pipeline
 
     def read(self, timeout_s: float = 1.0) -> Frame:

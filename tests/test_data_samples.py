@@ -48,6 +48,37 @@ def test_items_across_episode_boundaries(known):
     assert (last_of_0["actions"] < 100).all()  # episode 1's values are >= 100
 
 
+def test_auto_frame_cache_decodes_each_episode_once(known, monkeypatch):
+    """Training samples uniformly over episodes: with the cache sized to the dataset
+    (frame_cache_bytes=None), each episode's video is decoded once, however the items interleave."""
+    import lara.data.lerobot as lerobot
+    import lara.data.samples as samples_mod
+
+    monkeypatch.setattr(samples_mod, "DEFAULT_FRAME_CACHE_BYTES", 1024)  # smaller than one episode
+    real = lerobot.read_frames
+    order = np.random.default_rng(0).permutation(sum(LENGTHS))
+
+    def decodes(cache_bytes):
+        decoded = []
+        monkeypatch.setattr(lerobot, "read_frames", lambda path, *a, **k: decoded.append(path) or real(path, *a, **k))
+        samples = LaraSampleDataset(known, horizon=4, lam_offset=2, frame_cache_bytes=cache_bytes)
+        for _ in range(2):
+            for i in order:
+                samples[int(i)]
+        return len(decoded)
+
+    assert decodes(None) == len(LENGTHS)
+    assert decodes(1024) == 2 * len(order)  # too small a cache: a seek-and-decode per item
+
+
+def test_auto_frame_cache_falls_back_to_the_default_when_memory_is_short(known, monkeypatch):
+    import lara.data.samples as samples_mod
+
+    monkeypatch.setattr(samples_mod, "available_memory_bytes", lambda: 1000)
+    samples = LaraSampleDataset(known, horizon=4, lam_offset=2, frame_cache_bytes=None)
+    assert samples.dataset.frame_cache_bytes == samples_mod.DEFAULT_FRAME_CACHE_BYTES
+
+
 def test_a_subset_of_episodes(known):
     samples = LaraSampleDataset(known, horizon=3, lam_offset=1, episodes=[2, 0])
     assert len(samples) == LENGTHS[2] + LENGTHS[0]

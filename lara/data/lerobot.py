@@ -178,6 +178,22 @@ class LeRobotDataset:
     def image_size(self, camera: str) -> tuple[int, int]:
         return video_hw(self.features[self._video_key(camera)])
 
+    def decoded_bytes(self, camera: str, episodes: list[int] | None = None) -> int:
+        """Bytes of ``camera``'s decoded uint8 frames over ``episodes`` (default: all)."""
+        h, w = self.image_size(camera)
+        chosen = range(self.num_episodes) if episodes is None else episodes
+        return sum(self._info_of(int(i)).length for i in chosen) * h * w * 3
+
+    @property
+    def frame_cache_bytes(self) -> int:
+        return self._frame_cache_bytes
+
+    @frame_cache_bytes.setter
+    def frame_cache_bytes(self, value: int) -> None:
+        self._frame_cache_bytes = int(value)
+        while self._frame_cache and sum(f.nbytes for f in self._frame_cache.values()) > self._frame_cache_bytes:
+            self._frame_cache.popitem(last=False)
+
     def _episode_info(self, row: dict) -> EpisodeInfo:
         data_path = self.root / self.info["data_path"].format(
             chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])

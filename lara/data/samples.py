@@ -7,6 +7,7 @@ past the episode's end the last action is repeated and ``action_mask`` is False 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,35 @@ from lara.data.stats import Stats
 from lara.embodiment import Embodiment, load_embodiment
 
 
+def available_memory_bytes() -> int | None:
+    """Physical memory the OS can hand out now (Linux/macOS sysconf), or None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def auto_frame_cache_bytes(needed: int, largest_episode: int, memory_fraction: float = 0.5) -> int:
+    """A frame cache that holds every decoded frame (``needed`` bytes in all) when that fits in
+    ``memory_fraction`` of the available memory, else the default LRU size.
+
+    Training samples frames uniformly over all episodes; an LRU cache smaller than the dataset
+    then decodes a whole episode for almost every sample (seconds per step). Held whole, each
+    episode is decoded once. The reader caches only episodes up to a quarter of its limit, so
+    the limit is at least four times the largest episode (the cache never holds more than
+    ``needed``)."""
+    available = available_memory_bytes()
+    if available is not None and needed <= memory_fraction * available:
+        return max(needed, 4 * largest_episode, DEFAULT_FRAME_CACHE_BYTES)
+    return DEFAULT_FRAME_CACHE_BYTES
+
+
 class LaraSampleDataset(Dataset):
     """Samples of all episodes, or of ``episodes`` only (e.g. a train/validation split).
     With ``embodiment`` (a name or an Embodiment) the dataset's joint names must match its
-    layout. Items (numpy arrays; torch's default collate turns them into tensors)::
+    layout. ``frame_cache_bytes`` None sizes the decoded-frame cache to hold all the chosen
+    episodes when they fit (:func:`auto_frame_cache_bytes`). Items (numpy arrays; torch's
+    default collate turns them into tensors)::
 
         image          uint8 [H, W, 3]   frame t of ``camera``
         future_image   uint8 [H, W, 3]   frame min(t + lam_offset, T - 1)
@@ -35,12 +61,12 @@ class LaraSampleDataset(Dataset):
 
     def __init__(self, root: str | Path, horizon: int, lam_offset: int, camera: str = "head",
                  embodiment: str | Embodiment | None = None, episodes: list[int] | None = None,
-                 frame_cache_bytes: int = DEFAULT_FRAME_CACHE_BYTES):
+                 frame_cache_bytes: int | None = DEFAULT_FRAME_CACHE_BYTES):
         if not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if not isinstance(lam_offset, int) or lam_offset < 0:
             raise ValueError(f"lam_offset must be a non-negative integer, got {lam_offset!r}")
-        self.dataset = LeRobotDataset(root, frame_cache_bytes=frame_cache_bytes)
+        self.dataset = LeRobotDataset(root, frame_cache_bytes=frame_cache_bytes or DEFAULT_FRAME_CACHE_BYTES)
         if camera not in self.dataset.cameras:
             raise KeyError(f"{self.dataset.root}: no camera {camera!r}; cameras: "
                            f"{self.dataset.cameras}")
@@ -60,6 +86,10 @@ class LaraSampleDataset(Dataset):
         lengths = np.array([e.length for e in loaded], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])
         self._lengths = lengths
+        if frame_cache_bytes is None:
+            self.dataset.frame_cache_bytes = auto_frame_cache_bytes(
+                self.dataset.decoded_bytes(camera, chosen),
+                max(self.dataset.decoded_bytes(camera, [e]) for e in chosen))
 
     def _check_layout(self, embodiment: Embodiment) -> None:
         """State and action must be the embodiment's joints, in its order."""

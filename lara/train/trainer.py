@@ -252,7 +252,7 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     m = _build_modules(s)
     camera = m.config.cameras[0]
     dataset = LaraSampleDataset(s.dataset, horizon=m.config.horizon, lam_offset=s.lam_offset,
-                                camera=camera)
+                                camera=camera, frame_cache_bytes=None)
     preprocessor = None
     stats = None
     if m.policy is not None:

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     joint.add_argument("--freeze-lam", action="store_true", help="the LAM is a fixed target (ablation)")
     joint.add_argument("--align-weight", type=float, default=0.01)
     joint.add_argument("--lam-weight", type=float, default=0.01)
+    joint.add_argument("--image-shift", type=int,
+                       help=f"random-shift augmentation of the policy's image, pixels (default per preset: "
+                            f"{_per_preset('image_shift')}; 0: none)")
     _common(joint)
     return parser
 

@@ -26,6 +26,7 @@ from torch import nn
 from lara.lam import LamConfig, LatentActionModel, load_lam, save_lam
 from lara.train import distributed
 from lara.train.alignment import ALIGNMENT_FILE, AlignmentHead, load_alignment, save_alignment
+from lara.train.augment import random_shift
 from lara.train.batches import BatchCollator, StepBatchSampler, to_device
 from lara.train.checkpoint import list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint
 from lara.train.objective import JointObjective, LossWeights
@@ -38,9 +39,9 @@ LAM_DIR = "lam"
 #: Per-preset defaults of batch size and learning rate. The paper's 1e-4 is for its sizes; the
 #: CPU-sized ``tiny`` preset trains in a few hundred steps and takes a larger step.
 PRESET_DEFAULTS = {
-    "tiny": {"batch_size": 16, "lr": 1e-3},
-    "small": {"batch_size": 32, "lr": 1e-4},
-    "paper": {"batch_size": 32, "lr": 1e-4},
+    "tiny": {"batch_size": 16, "lr": 1e-3, "image_shift": 8},
+    "small": {"batch_size": 32, "lr": 1e-4, "image_shift": 8},
+    "paper": {"batch_size": 32, "lr": 1e-4, "image_shift": 8},
 }
 
 
@@ -62,6 +63,7 @@ class TrainSettings:
     freeze_lam: bool = False
     batch_size: int | None = None
     lr: float | None = None
+    image_shift: int | None = None  # random-shift augmentation, pixels (None: the preset's)
     weight_decay: float = 1e-5
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
@@ -99,6 +101,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise TrainError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.image_shift is not None and self.image_shift < 0:
+            raise TrainError(f"--image-shift must be >= 0 pixels, got {self.image_shift}")
         if self.checkpoint_every < 0 or self.num_workers < 0:
             raise TrainError("--checkpoint-every and --num-workers must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
@@ -107,7 +111,7 @@ class TrainSettings:
     def resume_key(self) -> dict[str, Any]:
         """The settings a checkpoint must agree with to be resumed."""
         keys = ("stage", "preset", "steps", "no_align", "freeze_lam", "batch_size", "lr",
-                "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "lam_offset",
+                "image_shift", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "lam_offset",
                 "align_weight", "lam_weight")
         return {k: getattr(self, k) for k in keys}
 
@@ -148,6 +152,8 @@ def _build_modules(s: TrainSettings) -> _Modules:
         s.batch_size = defaults["batch_size"]
     if s.lr is None:
         s.lr = defaults["lr"]
+    if s.image_shift is None:
+        s.image_shift = defaults["image_shift"]
 
     lam = None
     lam_source = s.lam and _resolve_lam_dir(s.lam)
@@ -298,7 +304,10 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     try:
         for step, batch in enumerate(loader, start=start):
             batch = to_device(batch, ctx.device)
-            terms = model(batch, _step_generator(s.seed, ctx.rank, step, ctx.device))
+            generator = _step_generator(s.seed, ctx.rank, step, ctx.device)
+            if "pixel_values" in batch:
+                batch["pixel_values"] = random_shift(batch["pixel_values"], s.image_shift, generator)
+            terms = model(batch, generator)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)

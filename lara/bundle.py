@@ -254,6 +254,9 @@ def _load_weights(path: Path, expected: dict[str, torch.Tensor], digest: str | N
 
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
+        if (path / "manifest.json").is_file():
+            raise BundleError(f"{weights}: missing: {path} is a serving-only bundle (lara-export --deploy); "
+                              f"serve it with --engine ort or trt, or use the full bundle for torch and training")
         raise BundleError(f"{weights}: missing (the policy weights)")
     if digest is not None and _sha256(weights) != digest:
         raise BundleError(f"{weights}: sha256 does not match config.json's weights_sha256; the file is "

@@ -1,10 +1,12 @@
-"""``lara-export BUNDLE [--onnx] [--trt] [--precision fp32|fp16|bf16] [--embodiment g1] [--opset N]``.
+"""``lara-export BUNDLE [--onnx] [--trt] [--precision fp32|fp16|bf16] [--embodiment g1] [--opset N] [--deploy DIR]``.
 
 ``--onnx`` (the default when neither is given) writes ``onnx/backbone.onnx`` and
 ``onnx/action_head.onnx`` (fp32, parity-checked; plus ``{stage}.{precision}.onnx`` when
 ``--precision`` is fp16/bf16) and ``manifest.json``. ``--trt`` builds TensorRT engines of
 ``--precision`` (default fp16) on this machine's GPU from those graphs, exporting them first when
-they are missing, and checks their parity against torch.
+they are missing, and checks their parity against torch. ``--deploy DIR`` then copies what
+``lara-serve --engine ort|trt`` reads (config, stats, manifest, exported files; no torch weights)
+to ``DIR``, each file checked against the manifest.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT engines (default 8)")
     p.add_argument("--seed", type=int, default=None, help="seed of the parity inputs (default: fresh each run)")
+    p.add_argument("--deploy", type=Path, metavar="DIR",
+                   help="after exporting, write a serving-only copy (ort/trt engines; no torch weights) to DIR")
     return p
 
 
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from lara.bundle import BundleError
     from runtime.engines.optional import MissingExtraError
 
+    from policy_export.deploy import DeployError, write_deployment
+
     onnx = args.onnx or not args.trt
     trt_precision = args.precision or "fp16"
     try:
@@ -60,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.trt:
             from policy_export.trt_build import build_trt
             build_trt(args.bundle, trt_precision, max_batch=args.max_batch, seed=args.seed)
-    except (BundleError, ExportError, ManifestError, MissingExtraError, RuntimeError, ValueError) as e:
+        if args.deploy:
+            write_deployment(args.bundle, args.deploy)
+            print(f"lara-export: serving-only copy in {args.deploy}")
+    except (BundleError, DeployError, ExportError, ManifestError, MissingExtraError, OSError, RuntimeError,
+            ValueError) as e:
         print(f"lara-export: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -196,12 +196,13 @@ def serve(bundle: Path, log_path: Path, *, startup_timeout_s: float = 180.0, thr
 
 
 def evaluate(address: str, task: str, trials: int, out: Path, log_path: Path, *,
-             trial_s: float | None = None, seed: int = 1000, control_config: str | None = None) -> dict:
+             trial_s: float | None = None, seed: int = 1000, control_config: str | None = None,
+             dashboard: str = "off") -> dict:
     """``lara-robot eval --sim``: returns its metrics.json. Scene seeds start at ``seed`` (the
     demonstrations used seeds from 0, so by default no evaluation scene was demonstrated)."""
     cmd = [sys.executable, "-m", "robot.cli", "eval", "--task", task, "--sim", "--trials", str(trials),
            "--server", address, "--domain", str(sim_domain()), "--seed", str(seed), "--out", str(out),
-           "--dashboard", "off", "--log-level", "WARNING"]
+           "--dashboard", dashboard, "--log-level", "WARNING"]
     if trial_s is not None:
         cmd += ["--trial-s", str(trial_s)]
     if control_config is not None:

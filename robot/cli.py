@@ -320,6 +320,17 @@ def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tup
     return ask_stages(session.task, ask_yes_no), result
 
 
+def _trial_numbers(result: RunResult) -> dict[str, Any]:
+    """What a trial's control loop measured, kept per trial in metrics.json."""
+    keys = ("ticks", "period_ms_p50", "period_ms_p99", "e2e_ms_p50", "e2e_ms_p99", "infer_rtt_ms_p50",
+            "infer_rtt_ms_p99")
+    numbers: dict[str, Any] = {k: getattr(result, k) for k in keys}
+    numbers["chunks"] = result.scheduler.get("chunks", 0)
+    numbers["chunks_dropped"] = result.scheduler.get("chunks_dropped", 0)
+    numbers["interventions"] = result.interventions
+    return numbers
+
+
 def cmd_eval(args: argparse.Namespace, session: Session) -> int:
     task = session.task
     instruction = args.instruction or task.instruction
@@ -344,8 +355,7 @@ def cmd_eval(args: argparse.Namespace, session: Session) -> int:
         if session.estop.triggered:
             aborted = f"e-stop ({session.estop.reason}) during trial {i + 1}; that trial is not counted"
             break
-        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0,
-                                   {"interventions": result.interventions}))
+        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0, _trial_numbers(result)))
         print("  " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in stages.items()))
     if not records:
         print(f"lara-robot eval: no completed trials ({aborted})", file=sys.stderr)

@@ -45,6 +45,8 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
 
     assert metrics["trials"] == 1 and set(metrics["metrics"]) == {"Pick", "Place", "Full"}
     assert metrics["info"]["seed"] == 1000        # evaluation scenes are not the demonstrated ones
+    trial = metrics["per_trial"][0]               # each trial keeps what its control loop measured
+    assert trial["chunks"] >= 1 and trial["ticks"] > 0 and trial["period_ms_p50"] > 0
 
     rows = [loop.Row("expert", {"pick_place": loop.expert_metrics(report)}), loop.Row("policy", {"pick_place": metrics})]
     table = loop.results_table(rows, ("pick_place",))

@@ -8,13 +8,12 @@ no external assets) polls ``/api/status`` and has an E-STOP button that POSTs ``
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import Any, Callable
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runtime.dashboard.http import BackgroundHTTPServer
+from runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 
@@ -23,7 +22,7 @@ __all__ = ["create_app", "RobotDashboard"]
 
 def create_app(status: Callable[[], dict[str, Any]], estop: Callable[[str], None]) -> FastAPI:
     app = FastAPI(title="lara-robot", docs_url=None, redoc_url=None, openapi_url=None)
-    page = resources.files("robot.dashboard").joinpath("index.html").read_text(encoding="utf-8")
+    page = dashboard_page("robot.dashboard")
     started = time.monotonic()
 
     @app.get("/healthz")

@@ -6,7 +6,6 @@ offline) polls ``/api/status`` and ``/api/last_actions`` and reloads ``/api/last
 from __future__ import annotations
 
 import io
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +13,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from runtime.dashboard.http import BackgroundHTTPServer
+from runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
 
 if TYPE_CHECKING:
     from runtime.server import PolicyServer
@@ -35,7 +34,7 @@ def _jpeg(frame: np.ndarray | bytes) -> bytes:
 def create_app(server: "PolicyServer") -> FastAPI:
     app = FastAPI(title="lara-serve", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = server.metrics
-    page = resources.files("runtime.dashboard").joinpath("index.html").read_text(encoding="utf-8")
+    page = dashboard_page("runtime.dashboard")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import socket
 import threading
+from importlib import resources
 from typing import Any
 
 import uvicorn
+
+BASE_CSS_MARK = "/* {{base_css}} */"
+
+
+def dashboard_page(package: str) -> str:
+    """``package``'s ``index.html`` with the shared stylesheet (``runtime/dashboard/base.css``)
+    inlined at its ``/* {{base_css}} */`` mark: each page stays one self-contained document (no
+    external assets; robots' networks are often offline) while the look is defined once."""
+    page = resources.files(package).joinpath("index.html").read_text(encoding="utf-8")
+    if BASE_CSS_MARK not in page:
+        raise ValueError(f"{package}/index.html has no {BASE_CSS_MARK} mark for the shared stylesheet")
+    css = resources.files("runtime.dashboard").joinpath("base.css").read_text(encoding="utf-8")
+    return page.replace(BASE_CSS_MARK, css)
 
 
 def parse_hostport(spec: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

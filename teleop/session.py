@@ -351,9 +351,15 @@ class RecordSession:
                              f"safety {self.safety.phase.value}")
 
     def _reset_phase(self, episode: int) -> str | None:
-        """Teleop keeps running; returns STOP if the operator stopped during the reset."""
+        """Teleop keeps running; returns STOP if the operator stopped during the reset.
+
+        After the scene reset the IK warm-starts from the measured pose: a simulated G1 resets
+        its arms to the ready pose, and the solutions must start from where the arms are."""
         if self.on_reset is not None:
             self.on_reset(episode)
+            state = self.robot.read_state()
+            if state is not None:
+                self.retargeter.reset(state.q)
         start = self._clock()
         if self.config.interactive:
             self.progress.line(f"reset the scene for episode {episode + 1}; n/→ starts it "

@@ -95,7 +95,7 @@ def test_a_wrong_crc_is_rejected_by_the_sim(robot, control):
         writer.write(msg)
         time.sleep(0.01)
     s = fresh_state(robot, time.monotonic())
-    assert abs(s.q[0] - robot.emb.default_pose[0]) < 0.05  # did not move
+    assert abs(s.q[0] - robot.emb.default_pose[0]) < 0.1  # did not move towards -1 (gravity sags it ~0.05)
     after = control.status()["counters"]
     assert after["crc_rejected"] > before["crc_rejected"] + 10
     assert after["commands"] == before["commands"]

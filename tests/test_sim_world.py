@@ -91,8 +91,11 @@ def test_pick_fires_when_a_closed_hand_lifts_the_tomato_and_release_drops_it():
 
 def test_a_closed_hand_far_from_objects_grasps_nothing():
     world = SimWorld("pick_place", seed=0)
+    far = world.grasp_point("right") + np.array([0.0, 0.25, 0.0])   # between the hands, 20+ cm from both
+    world.set_free_pose("tomato", [far[0], 0.0, world.free_pose("tomato")[0][2]])
     world.set_hand_targets(np.zeros(6), np.zeros(6))
     world.step(300)
+    assert world.closure("right") > 0.5 and world.closure("left") > 0.5
     assert world.attached == {}
 
 

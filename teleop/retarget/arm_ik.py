@@ -5,8 +5,11 @@ Damped least squares on the chain of :mod:`robot.kinematics`, with
 - joint limits respected at every iterate (joints that sit on a limit and are pushed outward drop
   out of the step: a small active set, so the solver keeps converging along the free joints);
 - warm start from the previous solution, so consecutive frames give consecutive solutions;
-- a weak null-space pull towards a rest posture, which keeps the redundant 7th DoF (elbow swivel)
-  from drifting during long sessions;
+- a null-space pull towards a rest posture, which settles the redundant 7th DoF (elbow swivel):
+  a wrist pose gives the same arm posture whatever the path to it, so demonstrations are
+  consistent in joint space (a policy learns joint targets from them) and nothing drifts over
+  long sessions. A solve is done when the pose is reached AND the pull has settled, not at the
+  first iterate within tolerance (which would keep whatever swivel the warm start had);
 - a bounded step per iteration (shortened, never bent, at a bound), a bounded number of
   iterations and optionally a bounded change per call (``max_delta``), so an unreachable target
   gives the closest pose the iterations reach, never a jump or a NaN;
@@ -37,7 +40,7 @@ class ArmIK:
     def __init__(self, chain: ArmChain, rest: np.ndarray | None = None, *, rot_weight: float = 0.3,
                  damping: float = 0.005, error_damping: float = 0.05, max_step: float = 0.4,
                  max_iters: int = 40, pos_tol: float = 5e-4, rot_tol: float = 5e-3,
-                 nullspace_gain: float = 0.05,
+                 nullspace_gain: float = 0.2, nullspace_tol: float = 1e-3,
                  seeds: int = 32, restart_iters: int = 60, seed: int = 0):
         self.chain = chain
         self.rest = chain.clip(np.zeros(chain.dof) if rest is None else rest)
@@ -48,6 +51,7 @@ class ArmIK:
         self.max_iters = int(max_iters)
         self.pos_tol, self.rot_tol = float(pos_tol), float(rot_tol)
         self.nullspace_gain = float(nullspace_gain)
+        self.nullspace_tol = float(nullspace_tol)
         self.restart_iters = int(restart_iters)
         # Fixed restart seeds (used only by cold solves), deterministic for reproducible datasets.
         rng = np.random.default_rng(seed)
@@ -78,12 +82,7 @@ class ArmIK:
             k = int(np.argmin(cost))
             if cost[k] < best[0]:
                 best = (float(cost[k]), Q[k].copy(), float(pe[k]), float(re[k]))
-            done = (pe <= self.pos_tol) & (re <= self.rot_tol)
-            if done.any():
-                k = int(np.flatnonzero(done)[np.argmin(cost[done])])
-                return IKResult(Q[k].copy(), float(pe[k]), float(re[k]), it, True)
-            if it == max_iters:
-                break
+            reached = (pe <= self.pos_tol) & (re <= self.rot_tol)
             ew = e * self._w
             J *= self._w[:, None]
             # Damped least squares; the damping grows with the error (Sugihara 2011), which keeps
@@ -91,6 +90,16 @@ class ArmIK:
             damp = (self.error_damping * (ew * ew).sum(axis=1))[:, None, None] * np.eye(dof) + damp_eye
             pull = self.nullspace_gain * (self.rest - Q)
             dq = self._step(J, ew, damp, pull)
+            # Done: the pose is reached and the posture has settled (what is left of the pull once
+            # projected onto the null space is below nullspace_tol). A reached iterate is still
+            # returned when the iterations run out (converged, the swivel still settling).
+            settled = reached & (np.abs(dq).max(axis=1) <= self.nullspace_tol)
+            if settled.any() or (reached.any() and it == max_iters):
+                pick = settled if settled.any() else reached
+                k = int(np.flatnonzero(pick)[np.argmin(cost[pick])])
+                return IKResult(Q[k].copy(), float(pe[k]), float(re[k]), it, True)
+            if it == max_iters:
+                break
             # A joint on its limit that the step pushes outward drops out (zero Jacobian column:
             # with the damping its step is exactly 0) and the step is recomputed for the others.
             free = np.ones((n, dof), dtype=bool)

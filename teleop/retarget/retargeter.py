@@ -45,7 +45,6 @@ class RetargetConfig:
     pitch_gain: float = 1.0
     tracking_timeout_s: float = 0.1
     hands: dict = field(default_factory=dict)
-    calibration_pose: dict = field(default_factory=dict)   # arm group -> 7 joint angles
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "RetargetConfig":
@@ -62,9 +61,7 @@ class RetargetConfig:
                       max_delta=float(arm["max_delta"]), rot_weight=float(arm["rot_weight"]),
                       yaw_gain=float(head["yaw_gain"]), pitch_gain=float(head["pitch_gain"]),
                       tracking_timeout_s=float(raw.get("tracking_timeout_s", 0.1)),
-                      hands=dict(raw["hands"]),
-                      calibration_pose={str(k): [float(x) for x in v]
-                                        for k, v in (arm.get("calibration_pose") or {}).items()})
+                      hands=dict(raw["hands"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RetargetError(f"{p}: missing or malformed setting: {exc!r}") from None
         if not (0 < cfg.motion_scale <= 3 and cfg.max_iters >= 1 and cfg.max_delta > 0
@@ -150,18 +147,9 @@ class Retargeter:
         self.hands = HandRetargeter.from_config(self.config.hands)
         self.default = self.emb.default_pose.astype(np.float64)
         self._slices = {side: self.emb.group(f"{side}_arm").slice for side in SIDES}
-        # The calibration pose: the embodiment default with the configured arm joints.
+        # The calibration pose (the IK's rest posture) is the embodiment's default pose: the one
+        # ready pose every episode starts from, recorded or run by a policy.
         self.pose0 = self.default.copy()
-        for group, values in self.config.calibration_pose.items():
-            try:
-                g = self.emb.group(group)
-            except KeyError as exc:
-                raise RetargetError(f"calibration_pose: {exc.args[0]}") from None
-            if len(values) != g.size:
-                raise RetargetError(f"calibration_pose.{group} needs {g.size} values, got {len(values)}")
-            self.pose0[g.slice] = values
-        if not self.emb.within_limits(self.pose0):
-            raise RetargetError("calibration_pose is outside the joint limits")
         self._hand_slices = {side: self.emb.group(f"{side}_hand").slice for side in SIDES}
         self._head = self.emb.group("head").slice
         self.ik = {side: ArmIK(self.chains[side], rest=self.pose0[self._slices[side]],

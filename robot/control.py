@@ -1,9 +1,12 @@
 """The policy control loop: camera + robot state → lara-serve → chunk scheduler → safety → robot.
 
-A :class:`ControlLoop` runs one episode: it starts asynchronous inference, waits for the first
-chunk, starts the safety filter from the pose measured at that moment (ramp-in), and then at
-the command rate asks the scheduler for the target of the instant and passes it through the
-safety filter, which sends it. It ends at the end of the duration, on a stop request, or when
+A :class:`ControlLoop` runs one episode: it starts the safety filter from the measured pose
+(ramp-in) towards the ready pose (the embodiment's default pose, where every demonstration
+starts) and waits until the arms are there, so that the policy's first observation looks like
+its data; then it starts asynchronous inference, holds the pose until the first chunk arrives,
+and at the command rate asks the scheduler for the target of the instant and passes it through
+the safety filter, which sends it. (With ``run.start_at_ready: false`` the ramp-in goes straight
+to the policy's first chunk, from wherever the arms are.) It ends at the end of the duration, on a stop request, or when
 the safety filter has faded out (e-stop, lost server, stale state); every exit path fades out.
 
 It measures the control period (between consecutive commands) and the end-to-end latency from
@@ -25,7 +28,7 @@ import yaml
 from lara.embodiment import Embodiment
 from robot.cameras.stream import FrameStream
 from robot.interface import Robot
-from robot.safety import EStop, SafetyConfig, SafetyError, SafetyFilter, control_config_path
+from robot.safety import EStop, Phase, SafetyConfig, SafetyError, SafetyFilter, control_config_path
 from robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ class RunConfig:
     frame_wait_s: float = 0.05     # a request waits this long for a new frame, else takes the newest
     frame_max_age_s: float = 0.5   # an older newest frame means the camera stalled
     stats_window: int = 6000
+    start_at_ready: bool = True    # move to the ready pose before the policy starts
+    ready_tolerance: float = 0.1   # largest |measured - ready| per joint (rad / open fraction)
+    ready_timeout_s: float = 10.0  # the ready pose must be reached within this (ramp-in included)
 
 
 @dataclass(frozen=True)
@@ -86,17 +92,27 @@ class ControlConfig:
         try:
             safety = SafetyConfig.from_dict(raw["safety"], f"{source}: safety")
             scheduler = SchedulerConfig.from_dict(raw.get("scheduler") or {}, f"{source}: scheduler")
-            run = RunConfig(**{k: (int(v) if k == "stats_window" else float(v)) for k, v in run_raw.items()})
+            run = RunConfig(**{k: _run_value(k, v) for k, v in run_raw.items()})
         except (SafetyError, SchedulerError) as exc:
             raise ControlError(str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise ControlError(f"{source}: run: {exc}") from None
         if min(run.client_timeout_s, run.first_chunk_timeout_s, run.state_wait_s, run.frame_wait_s,
-               run.frame_max_age_s) <= 0:
+               run.frame_max_age_s, run.ready_tolerance, run.ready_timeout_s) <= 0:
             raise ControlError(f"{source}: run timeouts must be > 0")
         if run.stats_window < 10:
             raise ControlError(f"{source}: run.stats_window must be >= 10")
         return cls(safety=safety, scheduler=scheduler, run=run, source=source)
+
+
+def _run_value(key: str, value: Any) -> Any:
+    if key == "stats_window":
+        return int(value)
+    if key == "start_at_ready":
+        if not isinstance(value, bool):
+            raise ValueError(f"start_at_ready must be true or false, got {value!r}")
+        return value
+    return float(value)
 
 
 @dataclass
@@ -208,22 +224,35 @@ class ControlLoop:
                            "on this DDS domain and interface?")
         if state is None:
             return self._result("stopped before start")
-        self._grabber = FrameGrabber(self.camera, self.config.run.frame_max_age_s, clock).start()
-        self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock).start()
+        run = self.config.run
+        self._grabber = FrameGrabber(self.camera, run.frame_max_age_s, clock).start()
+        self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock)
         self.filter = SafetyFilter(self.embodiment, self.config.safety, self.robot, estop=self.estop,
                                    clock=clock, sleep=self._sleep)
         reason = "exit"
+        hold = None
         try:
+            if run.start_at_ready:
+                hold = self.embodiment.default_pose.astype(np.float64)
+                self.filter.start(state.q, clock())
+                self._phase_note = "moving to the ready pose"
+                ready = self._wait(self._at_ready, run.ready_timeout_s, stop,
+                                   "the robot did not reach the ready pose within {:.1f} s ({detail})",
+                                   hold=hold)
+                if ready is None:
+                    return self._result(self.filter.fade_reason or "stopped before start")
+            self.requester.start()
             self._phase_note = "waiting for the first chunk"
-            first = self._wait(lambda: self.scheduler.target(clock()), self.config.run.first_chunk_timeout_s,
+            first = self._wait(lambda: self.scheduler.target(clock()), run.first_chunk_timeout_s,
                                stop, "no action chunk from the policy server within {:.1f} s "
-                               "(request errors: {errors})")
+                               "(request errors: {errors})", hold=hold)
             if first is None:
-                return self._result("stopped before start")
-            state = self.robot.read_state()
-            if state is None:
-                raise ControlError("the robot state was lost before the start")
-            self.filter.start(state.q, clock())
+                return self._result(self.filter.fade_reason or "stopped before start")
+            if not self.filter.active:
+                state = self.robot.read_state()
+                if state is None:
+                    raise ControlError("the robot state was lost before the start")
+                self.filter.start(state.q, clock())
             self._phase_note = "running"
             reason = self._loop(duration_s, stop)
         finally:
@@ -232,6 +261,28 @@ class ControlLoop:
             self.filter.fade_out(reason)
             self._phase_note = "finished"
         return self._result(self.filter.fade_reason or reason)
+
+    @property
+    def running(self) -> bool:
+        """True while the policy drives the robot (after the ready pose and the first chunk)."""
+        return self._phase_note == "running" and self.filter is not None and not self.filter.stopped
+
+    def _at_ready(self) -> bool | None:
+        """True once the ramp-in is over and every joint is within the tolerance of the ready pose."""
+        state = self.robot.read_state()
+        if state is None or self.filter.phase is not Phase.RUN:
+            return None
+        off = np.abs(np.asarray(state.q, dtype=np.float64) - self.embodiment.default_pose)
+        return True if off.max() <= self.config.run.ready_tolerance else None
+
+    def _ready_detail(self) -> str:
+        state = self.robot.read_state()
+        if state is None:
+            return "no robot state"
+        off = np.abs(np.asarray(state.q, dtype=np.float64) - self.embodiment.default_pose)
+        worst = int(np.argmax(off))
+        return (f"{self.embodiment.joint_names[worst]} is {off[worst]:.3f} off, tolerance "
+                f"{self.config.run.ready_tolerance}; safety phase {self.filter.phase.value}")
 
     def _loop(self, duration_s: float | None, stop: threading.Event) -> str:
         assert self.filter is not None
@@ -268,18 +319,28 @@ class ControlLoop:
             elif delay < -period:
                 next_t = clock()   # fell behind by more than a period: do not burst to catch up
 
-    def _wait(self, get: Callable[[], Any], timeout: float, stop: threading.Event, message: str) -> Any:
+    def _wait(self, get: Callable[[], Any], timeout: float, stop: threading.Event, message: str,
+              hold: np.ndarray | None = None) -> Any:
+        """Poll ``get`` until it returns a value (returned), the timeout (ControlError with
+        ``message``), a stop or an e-stop (None). With ``hold`` the safety filter (started) is
+        stepped towards that pose at the command rate meanwhile; a fade-out ends the wait (None)."""
         deadline = self._clock() + timeout
+        period = 1.0 / self.config.safety.command_hz if hold is not None else 0.01
         while not stop.is_set():
+            if hold is not None:
+                self.filter.step(hold, self._clock())
+                if self.filter.stopped:
+                    return None
             value = get()
             if value is not None:
                 return value
-            if self.estop.triggered:
+            if self.estop.triggered and hold is None:
                 return None
             if self._clock() > deadline:
                 errors = dict(self.requester.errors) if self.requester else {}
-                raise ControlError(message.format(timeout, errors=errors or "none"))
-            self._sleep(0.01)
+                detail = self._ready_detail() if self.filter is not None and self.filter.active else ""
+                raise ControlError(message.format(timeout, errors=errors or "none", detail=detail))
+            self._sleep(period)
         return None
 
     # -- reporting ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lara.embodiment import load_embodiment
-from robot.control import ControlConfig, ControlLoop, Observation
+from robot.control import ControlConfig, ControlError, ControlLoop, Observation
 from robot.interface import Robot, RobotState
 from robot.safety import Phase
 
@@ -125,8 +125,9 @@ def wait_for(cond, timeout: float = 20.0) -> None:
 
 
 def wait_running(loop: ControlLoop, thread: threading.Thread, timeout: float = 20.0) -> None:
-    """Until the loop has ramped in; fails at once with the reason if the loop ended first."""
-    wait_for(lambda: (loop.filter is not None and loop.filter.phase is Phase.RUN) or not thread.is_alive(), timeout)
+    """Until the policy drives the robot (ready pose reached, ramped in, chunks flowing); fails at
+    once with the reason if the loop ended first."""
+    wait_for(lambda: (loop.running and loop.filter.phase is Phase.RUN) or not thread.is_alive(), timeout)
     assert thread.is_alive(), f"the loop ended before running: {loop.filter and loop.filter.fade_reason}"
 
 
@@ -264,3 +265,55 @@ def test_camera_stall_stops_new_chunks_and_the_watchdog_fades_out():
     # new chunks stop once the newest frame is older than frame_max_age_s; then hold and fade
     limit = cfg.run.frame_max_age_s + cfg.safety.command_timeout_s + cfg.safety.hold_s + cfg.safety.fade_s
     assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] - t_stall <= limit + 0.5
+
+
+def test_the_policy_starts_from_the_ready_pose():
+    """The arms go to the ready pose (the embodiment default, where demonstrations start) before
+    the first request: the policy's first observation is that pose, whatever pose the arms were in."""
+    start = EMB.default_pose.copy()
+    start[:14] += 0.4                                   # arms away from the ready pose
+    robot = RecordingRobot(start)
+    seen = []
+
+    def policy(obs: Observation) -> np.ndarray:
+        seen.append(obs.state.copy())
+        return np.repeat(obs.state[None], 8, axis=0)
+
+    cfg = fast_config(**PATIENT)
+    result = ControlLoop(robot, StaticCamera(), policy, EMB, cfg).run(duration_s=0.5)
+    assert result.reason == "end of duration" and seen
+    np.testing.assert_allclose(robot.sent[0][1], start, atol=1e-6)        # the ramp starts where the arms are
+    assert np.abs(seen[0] - EMB.default_pose).max() <= cfg.run.ready_tolerance
+    assert_sent_safe(robot, cfg, start)
+
+
+def test_ready_pose_not_reached_is_a_clear_error_and_fades_out():
+    class StuckRobot(RecordingRobot):
+        def send(self, q_target, blend=1.0):           # records, but the arms do not move
+            with self._lock:
+                self.sent.append((time.monotonic(), np.array(q_target, np.float32), float(blend)))
+
+    start = EMB.default_pose.copy()
+    start[3] += 0.5                                      # left elbow off, and stuck there
+    robot = StuckRobot(start)
+    cfg = fast_config(**PATIENT)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, ready_timeout_s=1.5))
+    with pytest.raises(ControlError, match="did not reach the ready pose within 1.5 s.*left_elbow is 0.500 off"):
+        ControlLoop(robot, StaticCamera(), lambda obs: pytest.fail("the policy was asked"), EMB, cfg).run(5.0)
+    assert robot.sent[-1][2] == 0.0                      # faded out
+
+
+def test_start_at_ready_off_ramps_straight_to_the_policy():
+    start = EMB.default_pose.copy()
+    start[:14] += 0.4
+    robot = RecordingRobot(start)
+    seen = []
+
+    def policy(obs: Observation) -> np.ndarray:
+        seen.append(obs.state.copy())
+        return np.repeat(obs.state[None], 8, axis=0)
+
+    cfg = fast_config(**PATIENT)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, start_at_ready=False))
+    ControlLoop(robot, StaticCamera(), policy, EMB, cfg).run(duration_s=0.5)
+    np.testing.assert_allclose(seen[0], start, atol=1e-6)

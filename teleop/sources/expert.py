@@ -15,7 +15,12 @@ except where stated):
   open, back to the calibration pose.
 - ``pour``: right hand to the bottle and left hand to the cup, both close and lift; the cup is
   brought in front of the torso, the bottle beside it; the right hand rolls the bottle over the
-  cup (the mouth above the cup's opening), holds, rolls back, and both return.
+  cup (the mouth above the cup's opening), holds, rolls back, both return above where the objects
+  stood, and then, still holding them, to the calibration pose.
+
+Every plan ends at the calibration pose (the robot's ready pose), so every episode, and the reset
+phase between two episodes, starts from there: as for a policy run (lara-robot goes to the ready
+pose before the policy starts).
 
 Motion between key poses is a smoothstep in position, roll and grip. The episode ends (the
 sample's ``episode_end``) a moment after the plan's last key pose.
@@ -211,6 +216,7 @@ class ExpertSource(TrackingSource):
             (0.8, {}, {}, {}),
             (1.2, {}, {R: 0.0}, {}),
             (1.2, {R: bottle + 0.10 * up, L: cup + 0.10 * up}, {}, {}),
+            (1.4, {R: self.home_point[R], L: self.home_point[L]}, {}, {}),
         ])
 
     @staticmethod

@@ -118,3 +118,25 @@ def test_warm_start_outside_limits_is_clipped(chains):
     target = chain.fk(ik.rest)
     res = ik.solve(target, chain.upper + 1.0, restarts=32)
     assert chain.within_limits(res.q) and res.converged
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_one_hand_pose_gives_one_arm_posture_whatever_the_path(chains, side):
+    """The redundant elbow swivel settles towards the rest posture: the same wrist pose reached
+    from different arm postures (other swivels, as a previous episode may leave them) ends in the
+    same joint angles, which is what makes demonstrations consistent in joint space."""
+    chain = chains[side]
+    ik = _ik(chain)
+    rng = np.random.default_rng(3)
+    q_goal = ik.rest + rng.uniform(-0.3, 0.3, chain.dof)
+    target = chain.fk(ik.solve(chain.fk(q_goal), ik.rest, max_iters=200).q)
+    finals = []
+    for _ in range(4):
+        q = chain.clip(q_goal + rng.uniform(-0.6, 0.6, chain.dof))    # another posture nearby
+        for _frame in range(60):                                        # 2 s of frames at 30 fps
+            q = ik.solve(target, q, max_iters=15, max_delta=0.15).q
+        pos, rot = _pose_error(chain, q, target)
+        assert pos < 1e-3 and rot < np.radians(0.5)
+        finals.append(q)
+    spread = np.ptp(np.array(finals), axis=0).max()
+    assert spread < 0.02, (spread, np.array(finals))

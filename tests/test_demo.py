@@ -19,7 +19,7 @@ def test_the_bundled_policy_is_a_verified_serving_only_bundle():
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     assert size < 12e6, size
     engine = load_engine(path, "ort", threads=1)               # verifies every file against the manifest
-    meta = engine.metadata()
+    meta = engine.metadata
     assert meta["embodiment"]["name"] == "g1" and meta["horizon"] == 8
     obs = Observation(images={"head": np.zeros((224, 224, 3), np.uint8)}, state=np.zeros(28, np.float32),
                       instruction="pick up the tomato and place it in the basket")

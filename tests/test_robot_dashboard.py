@@ -51,7 +51,10 @@ def test_status_page_and_estop_over_http(served, tmp_path):
         with httpx.Client(base_url=dash.url, timeout=5.0) as http:
             wait_for(lambda: http.get("/healthz").status_code == 200)
             wait_running(loop, thread)
-            wait_for(lambda: http.get("/api/status").json()["latency"]["e2e_ms_p50"] is not None)
+            def measured() -> bool:   # the first chunk's latency and at least two ticks' period
+                s = http.get("/api/status").json()
+                return s["latency"]["e2e_ms_p50"] is not None and s["loop"]["period_ms_p50"] is not None
+            wait_for(measured)
             status = http.get("/api/status").json()
             assert status["phase"] in ("run", "hold")                 # hold: a late chunk on a busy machine
             joints = status["joints"]

@@ -1,7 +1,7 @@
 """``python -m lara.loop``: the whole loop in simulation, with numbers (issue 7).
 
     python -m lara.loop [--workdir runs/loop] [--tasks pick_place pour] [--episodes 50]
-                        [--steps 6000] [--trials 50] [--preset tiny] [--seed 0]
+                        [--steps 10000] [--trials 50] [--preset tiny] [--seed 0]
                         [--variants full dit] [--results docs/RESULTS.md]
 
 Every step is the command a lab runs, as its own process with its log in the work directory:
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     p.add_argument("--episodes", type=int, default=50, help="successful demonstrations per task")
     p.add_argument("--preset", default="tiny", help="lara-train preset (tiny, small)")
-    p.add_argument("--steps", type=int, default=6000, help="training steps of each policy")
+    p.add_argument("--steps", type=int, default=10000, help="training steps of each policy")
     p.add_argument("--batch-size", type=int, help="training batch (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="training seed (both policies)")
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS),

@@ -4,9 +4,9 @@ Each is a serving-only bundle (``lara-export BUNDLE --onnx --deploy DIR``: confi
 and the ONNX graphs, no torch weights), served with ``lara-serve --engine ort`` (or ``trt`` after
 ``lara-export --trt`` on a GPU). ``lara-demo`` serves the default one on the simulated G1.
 
-- ``g1_sim_tiny``: LARA (alignment on) of the ``tiny`` preset, 6000 steps, trained by ``lara-loop``
+- ``g1_sim_tiny``: LARA (alignment on) of the ``tiny`` preset, 10 000 steps, trained by ``lara-loop``
   on 50 scripted-expert demonstrations of the simulated pick_place task recorded through the
-  teleop path (pour was not trained); how it was made and how well it does (56 % full success
+  teleop path (pour was not trained); how it was made and how well it does (64 % full success
   over 50 unseen scenes) are in docs/RESULTS.md and in the bundle's config.json
   (``extra.training``).
 """

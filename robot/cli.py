@@ -280,11 +280,19 @@ def cmd_run(args: argparse.Namespace, session: Session) -> int:
     return 0 if ok else 1
 
 
-def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[dict[str, bool], RunResult]:
-    """One sim trial: stages latched from SimControl.status(); stops at full success."""
+def _sim_trial(session: Session, loop: ControlLoop, duration: float
+               ) -> tuple[dict[str, bool], RunResult, dict[str, Any]]:
+    """One sim trial: stages latched from SimControl.status(); stops at full success.
+
+    Also returns when each stage was first seen (``stage_s``, seconds from the trial's start) and
+    where the task's objects were at its end (``objects_end``, world frame, m): what tells a
+    failed trial's story (dropped beside the basket, never grasped, ...)."""
     stages = {s: False for s in session.task.stages}
+    reached: dict[str, float] = {}
+    last: dict[str, Any] = {}
     stop = threading.Event()
     done = threading.Event()
+    t0 = time.monotonic()
 
     def monitor() -> None:
         while not done.is_set():
@@ -293,9 +301,11 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
             except Exception as exc:  # noqa: BLE001 - a missed poll is retried; the trial goes on
                 log.warning("sim status failed: %s", exc)
             else:
+                last["objects"] = status.get("objects")
                 for name, ok in (status.get("stages") or {}).items():
                     if name in stages and ok:
                         stages[name] = True
+                        reached.setdefault(name, round(time.monotonic() - t0, 2))
                 if stages[FULL]:
                     stop.set()
             done.wait(0.1)
@@ -311,13 +321,16 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[di
     if stages[FULL]:
         for s in stages:   # full success implies every stage, even if a poll missed one
             stages[s] = True
-    return stages, result
+    objects = {name: [round(float(v), 3) for v in obj["pos"]]
+               for name, obj in (last.get("objects") or {}).items() if isinstance(obj, dict) and "pos" in obj}
+    return stages, result, {"stage_s": reached, "objects_end": objects}
 
 
-def _operator_trial(session: Session, loop: ControlLoop, duration: float) -> tuple[dict[str, bool], RunResult]:
+def _operator_trial(session: Session, loop: ControlLoop, duration: float
+                    ) -> tuple[dict[str, bool], RunResult, dict[str, Any]]:
     with KeyboardEStop(session.estop):
         result = loop.run(duration)
-    return ask_stages(session.task, ask_yes_no), result
+    return ask_stages(session.task, ask_yes_no), result, {}
 
 
 def _trial_numbers(result: RunResult) -> dict[str, Any]:
@@ -351,11 +364,12 @@ def cmd_eval(args: argparse.Namespace, session: Session) -> int:
         loop = session.new_loop(instruction)
         t0 = time.monotonic()
         trial = _sim_trial if session.sim_control is not None else _operator_trial
-        stages, result = trial(session, loop, duration)
+        stages, result, observed = trial(session, loop, duration)
         if session.estop.triggered:
             aborted = f"e-stop ({session.estop.reason}) during trial {i + 1}; that trial is not counted"
             break
-        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0, _trial_numbers(result)))
+        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0,
+                                   {**_trial_numbers(result), **observed}))
         print("  " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in stages.items()))
     if not records:
         print(f"lara-robot eval: no completed trials ({aborted})", file=sys.stderr)

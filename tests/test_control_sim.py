@@ -257,6 +257,11 @@ def test_lara_robot_eval_sim_writes_the_metrics(serve, sim, tmp_path):
     assert [t["trial"] for t in summary["per_trial"]] == [0, 1]
     # each trial ends by its duration (or, on a starved machine, by the watchdog): recorded either way
     assert all(t["end_reason"] for t in summary["per_trial"])
+    # where the objects ended (world frame, m) and which stages were reached when
+    for t in summary["per_trial"]:
+        assert set(t["objects_end"]) == {"bottle", "cup"}
+        assert all(len(p) == 3 and -0.5 < p[2] < 2.0 for p in t["objects_end"].values())
+        assert set(t["stage_s"]) <= {"Grasp-Left", "Grasp-Right", "Full"}
     assert (out / "trials.csv").read_text().startswith("trial,Grasp-Left,Grasp-Right,Full,end_reason")
     assert "Pour" in (out / "metrics.csv").read_text()
     assert "task pour: 2 trials" in proc.stdout

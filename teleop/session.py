@@ -318,7 +318,8 @@ class RecordSession:
                        cfg.start_timeout_s)
         if cfg.interactive:
             self.progress.line("calibration: take the robot's calibration pose (upper arms down, "
-                               "forearms forward, hands open), look straight ahead, then press n or →")
+                               "forearms turned out ~45°, hands pointing forward and open), look straight ahead, "
+                               "then press n or →")
             self._wait_next_key()
         samples, last = [], None
         deadline = self._clock() + cfg.calibration_s

@@ -132,3 +132,34 @@ def test_pour_stages():
 def test_unknown_task_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown sim task"):
         SimWorld("juggle")
+
+
+@pytest.mark.parametrize("task, regions", [("pick_place", {"tomato": "TOMATO_REGION"}),
+                                           ("pour", {"bottle": "BOTTLE_REGION", "cup": "CUP_REGION"})])
+def test_ready_pose_leaves_the_head_camera_a_clear_view_of_the_objects(task, regions):
+    """At the ready pose (where every demonstration and policy run starts) no part of either arm is
+    in the head camera's image, and each object is in view wherever its region puts it: the
+    policy's first frame shows the whole scene (the old pose hid the tomato behind the right hand)."""
+    world = SimWorld(task, seed=0)
+    bodies = [world.model.body(i).name for i in range(world.model.nbody)]
+    renderer = mujoco.Renderer(world.model, 224, 224)
+    renderer.enable_segmentation_rendering()
+    try:
+        for obj, region in regions.items():
+            (x0, x1), (y0, y1) = getattr(world.task, region)
+            z = world.free_pose(obj)[0][2]          # resting on the table, as placed
+            for x in (x0, x1):
+                for y in (y0, y1):
+                    world.set_free_pose(obj, [x, y, z])
+                    mujoco.mj_forward(world.model, world.data)
+                    renderer.update_scene(world.data, camera="head")
+                    seg = renderer.render()
+                    geoms = seg[..., 0][seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM]
+                    seen = {bodies[world.model.geom_bodyid[g]] for g in np.unique(geoms)}
+                    arms = sorted(b for b in seen if b.startswith(("left_", "right_")))
+                    assert not arms, f"{obj} at ({x}, {y}): the camera sees {arms}"
+                    pixels = int(np.isin(geoms, [g for g in range(world.model.ngeom)
+                                                 if bodies[world.model.geom_bodyid[g]] == obj]).sum())
+                    assert pixels >= 40, f"{obj} at ({x}, {y}): {pixels} pixels in view"
+    finally:
+        renderer.close()

@@ -1,7 +1,7 @@
 """A synthetic operator: smooth head, wrist and finger motion for tests, demos and CI.
 
 The operator stands facing an arbitrary world heading, holds the neutral calibration pose until
-the first :meth:`SyntheticSource.next_episode`, starts every episode in that pose (arms down, forearms forward, hands open, looking ahead), moves the wrists on
+the first :meth:`SyntheticSource.next_episode`, starts every episode in that pose (the calibration pose, hands open, looking ahead), moves the wrists on
 smooth Lissajous paths within reach, opens and closes the hands, looks around a little, and returns
 to neutral before the scripted episode end. Samples come on a fixed ``rate_hz`` grid of the clock.
 """

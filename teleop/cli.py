@@ -355,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         from lara.data.validate import main as validate_main
         return validate_main([str(args.dataset)])
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C stops a recording cleanly even when the process started with SIGINT ignored, as a
+    # background job of a script does (Python then installs no KeyboardInterrupt handler, and a
+    # SIGINT from lara-loop or the operator would be lost).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return cmd_record(args) if args.command == "record" else cmd_replay(args)
     except KeyboardInterrupt:

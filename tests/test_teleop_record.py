@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -107,3 +108,30 @@ def test_record_refuses_bad_requests_before_starting_anything(recorded, tmp_path
     proc = _teleop("record", "--task", "pour", "--episodes", "1", "--episode-time", "1",
                    "--source", "synthetic", "--robot", "sim", "--out", str(out))
     assert proc.returncode == 1 and "--resume" in proc.stderr
+
+
+def test_sigint_stops_a_recording_started_with_sigint_ignored(tmp_path, control_config):
+    """A background job of a script starts with SIGINT ignored; Ctrl-C (or lara-loop's SIGINT)
+    must still stop the recording cleanly (exit 130) and keep every saved episode."""
+    out = tmp_path / "demos"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "teleop.cli", "record", "--task", "pick_place", "--episodes", "50",
+         "--episode-time", "2", "--reset-time", "0.5", "--source", "synthetic", "--robot", "sim",
+         "--domain", str(random.randint(100, 230)), "--out", str(out), "--control-config", control_config],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        for line in proc.stdout:
+            if "saved as #0" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest
+    assert LeRobotDataset(out).num_episodes >= 1
+    assert validate_dataset(out) == []

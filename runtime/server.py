@@ -517,8 +517,8 @@ class PolicyServer:
                 payload = P.pack_groot(P.groot_actions(chunk, self.embodiment, job.groot_batched))
             else:
                 payload = P.pack(P.ok_reply(job.request_id, P.infer_result(chunk[0], timing, self.model_id)))
+            self.metrics.record_latency(timing)  # before the reply: a client that reads the status next sees it
             self._reply(pipe, job, payload)
-            self.metrics.record_latency(timing)
             served = (job, chunk[-1])
         if served is not None and served[0].frame is not None:
             self.metrics.set_last(served[0].frame[0], served[0].frame[1], served[1])

@@ -6,9 +6,9 @@ and the ONNX graphs, no torch weights), served with ``lara-serve --engine ort`` 
 
 - ``g1_sim_tiny``: LARA (alignment on) of the ``tiny`` preset, 10 000 steps, trained by ``lara-loop``
   on 50 scripted-expert demonstrations of the simulated pick_place task recorded through the
-  teleop path (pour was not trained); how it was made and how well it does (64 % full success
-  over 50 unseen scenes) are in docs/RESULTS.md and in the bundle's config.json
-  (``extra.training``).
+  teleop path from the ready pose of configs/embodiment/g1.yaml (pour was not trained); how it
+  was made and how well it does (88 % full success over 50 unseen scenes) are in docs/RESULTS.md
+  and in the bundle's config.json (``extra.training``).
 """
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_sigint_stops_a_recording_started_with_sigint_ignored(tmp_path, control_
          "--episode-time", "2", "--reset-time", "0.5", "--source", "synthetic", "--robot", "sim",
          "--domain", str(random.randint(100, 230)), "--out", str(out), "--control-config", control_config],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         for line in proc.stdout:
             if "saved as #0" in line:
@@ -128,8 +128,8 @@ def test_sigint_stops_a_recording_started_with_sigint_ignored(tmp_path, control_
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:           # failed: take its lara-sim down with it
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, rest
     assert "interrupted" in rest

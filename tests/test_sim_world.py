@@ -148,6 +148,7 @@ def test_ready_pose_leaves_the_head_camera_a_clear_view_of_the_objects(task, reg
         for obj, region in regions.items():
             (x0, x1), (y0, y1) = getattr(world.task, region)
             z = world.free_pose(obj)[0][2]          # resting on the table, as placed
+            obj_geoms = [g for g in range(world.model.ngeom) if bodies[world.model.geom_bodyid[g]] == obj]
             for x in (x0, x1):
                 for y in (y0, y1):
                     world.set_free_pose(obj, [x, y, z])
@@ -158,8 +159,7 @@ def test_ready_pose_leaves_the_head_camera_a_clear_view_of_the_objects(task, reg
                     seen = {bodies[world.model.geom_bodyid[g]] for g in np.unique(geoms)}
                     arms = sorted(b for b in seen if b.startswith(("left_", "right_")))
                     assert not arms, f"{obj} at ({x}, {y}): the camera sees {arms}"
-                    pixels = int(np.isin(geoms, [g for g in range(world.model.ngeom)
-                                                 if bodies[world.model.geom_bodyid[g]] == obj]).sum())
+                    pixels = int(np.isin(geoms, obj_geoms).sum())
                     assert pixels >= 40, f"{obj} at ({x}, {y}): {pixels} pixels in view"
     finally:
         renderer.close()

@@ -15,8 +15,14 @@ except where stated):
   open, back to the calibration pose.
 - ``pour``: right hand to the bottle and left hand to the cup, both close and lift; the cup is
   brought in front of the torso, the bottle beside it; the right hand rolls the bottle over the
-  cup (the mouth above the cup's opening), holds, rolls back, both return above where the objects
-  stood, and then, still holding them, to the calibration pose.
+  cup (the mouth above the cup's opening) and holds; then both hands, still holding, go straight
+  to the calibration pose while the bottle rolls back upright on the way.
+
+A policy sees one frame and the joint state, not the history, so no pose on the way back may
+repeat one on the way there: where the demonstrations pass one state twice with two different
+next moves, the policy cannot tell which is due. (An earlier pour plan went back through the
+lifted pose before going home; policies trained on it lifted both objects and went straight home,
+never pouring.)
 
 Every plan ends at the calibration pose (the robot's ready pose), so every episode, and the reset
 phase between two episodes, starts from there: as for a policy run (lara-robot goes to the ready
@@ -213,10 +219,8 @@ class ExpertSource(TrackingSource):
             (1.6, {R: bottle_at - 0.06 * axis, L: cup_at}, {}, {}),
             (0.8, {R: bottle_at}, {}, {}),
             (1.4, {}, {R: -tilt}, {}),
-            (0.8, {}, {}, {}),
-            (1.2, {}, {R: 0.0}, {}),
-            (1.2, {R: bottle + 0.10 * up, L: cup + 0.10 * up}, {}, {}),
-            (1.4, {R: self.home_point[R], L: self.home_point[L]}, {}, {}),
+            (0.6, {}, {}, {}),
+            (2.2, {R: self.home_point[R], L: self.home_point[L]}, {R: 0.0}, {}),
         ])
 
     @staticmethod

@@ -3,9 +3,9 @@
     lara-demo [--workdir runs/demo] [--task pick_place|pour] [--trials 3] [--policy BUNDLE]
 
 It runs the commands a lab runs, each as its own process with its log in the work directory:
-``lara-serve --engine ort`` on the policy that ships with lara-g1 (``lara.policies``, trained by
-``lara-loop`` on scripted-expert demonstrations; ``--policy`` serves another bundle, exporting it
-first when it has not been), then ``lara-robot eval --sim`` (which starts the simulated G1 on DDS
+``lara-serve --engine ort`` on the policy that ships with lara-g1 for the task (``lara.policies``,
+trained by ``lara-loop`` on scripted-expert demonstrations of it; ``--policy`` serves another
+bundle, exporting it first when it has not been), then ``lara-robot eval --sim`` (which starts the simulated G1 on DDS
 over loopback) on scenes no demonstration used. It prints where both dashboards are, then a
 success summary in the paper's metrics and what the control loop measured. Everything is
 stopped on exit, Ctrl-C included. The whole loop (demonstrations, training, export, evaluation)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("runs/demo"), help="where logs and results are written")
     p.add_argument("--task", default="pick_place", choices=["pick_place", "pour"])
     p.add_argument("--trials", type=int, default=3, help="evaluation trials, each a new scene (default 3)")
-    p.add_argument("--policy", type=Path, help="a policy bundle to serve (default: the bundled g1_sim_tiny)")
+    p.add_argument("--policy", type=Path, help="a policy bundle to serve (default: the bundled policy of --task)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"first scene seed (default {DEMO_SEED})")
     args = p.parse_args(argv)
     if args.trials < 1:
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.json").unlink(missing_ok=True)
     try:
         if args.policy is None:
-            from lara.policies import bundled_policy
+            from lara.policies import policy_for_task
 
-            bundle = bundled_policy()
+            bundle = policy_for_task(args.task)
         else:
             bundle = args.policy
             if not (bundle / "manifest.json").exists():

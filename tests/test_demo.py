@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from lara import demo
-from lara.policies import bundled_policy
+from lara.policies import FOR_TASK, bundled_policy, policy_for_task
+from robot.evaluation import load_tasks
 from runtime.engine import Observation
 from runtime.engines import load_engine
 
 
-def test_the_bundled_policy_is_a_verified_serving_only_bundle():
-    path = bundled_policy()
+@pytest.mark.parametrize("task", sorted(load_tasks()))
+def test_each_task_has_a_verified_serving_only_bundled_policy(task):
+    path = policy_for_task(task)
+    assert path.name == FOR_TASK[task]
     assert not (path / "model.safetensors").exists()          # serving-only: a few MB
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     assert size < 12e6, size
@@ -22,11 +25,16 @@ def test_the_bundled_policy_is_a_verified_serving_only_bundle():
     meta = engine.metadata
     assert meta["embodiment"]["name"] == "g1" and meta["horizon"] == 8
     obs = Observation(images={"head": np.zeros((224, 224, 3), np.uint8)}, state=np.zeros(28, np.float32),
-                      instruction="pick up the tomato and place it in the basket")
+                      instruction=load_tasks()[task].instruction)
     actions = engine.infer([obs]).actions
     assert actions.shape == (1, 8, 28) and np.isfinite(actions).all()
-    with pytest.raises(FileNotFoundError, match="no bundled policy"):
+
+
+def test_unknown_bundled_policy_or_task_is_refused():
+    with pytest.raises(FileNotFoundError, match="no bundled policy 'nope'"):
         bundled_policy("nope")
+    with pytest.raises(FileNotFoundError, match="no bundled policy for task 'fold'"):
+        policy_for_task("fold")
 
 
 @pytest.mark.timeout(600)

@@ -5,11 +5,11 @@
 It runs the commands a lab runs, each as its own process with its log in the work directory:
 ``lara-serve --engine ort`` on the policy that ships with lara-g1 for the task (``lara.policies``,
 trained by ``lara-loop`` on scripted-expert demonstrations of it; ``--policy`` serves another
-bundle, exporting it first when it has not been), then ``lara-robot eval --sim`` (which starts the simulated G1 on DDS
-over loopback) on scenes no demonstration used. It prints where both dashboards are, then a
-success summary in the paper's metrics and what the control loop measured. Everything is
-stopped on exit, Ctrl-C included. The whole loop (demonstrations, training, export, evaluation)
-is ``lara-loop`` (docs/RESULTS.md).
+bundle, exporting it first when it has not been), then ``lara-robot eval --sim`` (which starts
+the simulated G1 on DDS over loopback) on scenes no demonstration used. It prints where both
+dashboards are, then a success summary in the paper's metrics and what the control loop
+measured. Everything is stopped on exit, Ctrl-C included. The whole loop (demonstrations,
+training, export, evaluation) is ``lara-loop`` (docs/RESULTS.md).
 """
 from __future__ import annotations
 

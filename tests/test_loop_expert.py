@@ -98,12 +98,9 @@ def test_expert_completes_the_task_through_the_retargeter(task):
 def _plan_states(expert: ExpertSource, objects: dict, rate_hz: float = 30.0) -> np.ndarray:
     """The planned operator state at ``rate_hz``: both grasp points (m), then rolls and grips
     scaled by 0.1 (so 1 rad of roll or a full grip counts as 10 cm)."""
-    plan, t = [], 0.0
-    for key in expert.plan(objects):
-        plan.append((t, key))
-        t += key.duration
+    plan, plan_s = expert.timeline(objects)
     rows = []
-    for x in np.arange(0.0, t, 1.0 / rate_hz):
+    for x in np.arange(0.0, plan_s, 1.0 / rate_hz):
         point, roll, grip = expert._interpolate(plan, x)
         rows.append(np.concatenate([point["left"], point["right"],
                                     0.1 * np.array([roll["left"], roll["right"], grip["left"], grip["right"]])]))

@@ -118,14 +118,9 @@ class ExpertSource(TrackingSource):
         """Read the scene and plan this episode (the recorder starts it)."""
         if self._t0 is None:
             self.connect()
-        objects = self._scene()
-        keys = self.plan(objects)
-        plan, t = [], 0.0
-        for key in keys:
-            plan.append((t, key))
-            t += key.duration
+        plan, plan_s = self.timeline(self._scene())
         with self._lock:
-            self._plan, self.plan_s = plan, t
+            self._plan, self.plan_s = plan, plan_s
             self._episode_t0 = self._tick(self._clock() - self._t0)
         self.episodes_started += 1
 
@@ -163,6 +158,14 @@ class ExpertSource(TrackingSource):
     def plan(self, objects: dict) -> list[Key]:
         """Key poses for one episode from the objects' world poses."""
         return self._plan_pick_place(objects) if self.task == "pick_place" else self._plan_pour(objects)
+
+    def timeline(self, objects: dict) -> tuple[list[tuple[float, Key]], float]:
+        """The plan's key poses with their start times in the episode (s), and its length (s)."""
+        timeline, t = [], 0.0
+        for key in self.plan(objects):
+            timeline.append((t, key))
+            t += key.duration
+        return timeline, t
 
     def _keys(self, steps: list[tuple[float, dict, dict, dict]]) -> list[Key]:
         """Fill unspecified sides from the previous key (start: calibration pose, open, no roll)."""

@@ -25,8 +25,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 ECHO = r"""
 import sys, time
-from robot.dds.crc import lowcmd_crc
-from robot.g1 import G1Config, G1Robot
+from lara_g1.robot.dds.crc import lowcmd_crc
+from lara_g1.robot.g1 import G1Config, G1Robot
 domain, seconds = int(sys.argv[1]), float(sys.argv[2])
 cfg = G1Config.load("sim").replace(domain_id=domain, hands={"variant": "dfx"}, head={"driver": "none"})
 robot = G1Robot(cfg)
@@ -51,7 +51,7 @@ def pct(values, p):
 
 
 def bench_physics(seconds: float) -> None:
-    from robot.sim.world import SimWorld
+    from lara_g1.robot.sim.world import SimWorld
 
     world = SimWorld("pour")
     world.set_hand_targets(np.zeros(6), np.zeros(6))
@@ -66,7 +66,7 @@ def bench_physics(seconds: float) -> None:
 def bench_render() -> None:
     import mujoco
 
-    from robot.sim.world import SimWorld
+    from lara_g1.robot.sim.world import SimWorld
 
     world = SimWorld("pick_place")
     for h, w in ((224, 224), (480, 640)):
@@ -85,8 +85,8 @@ def bench_render() -> None:
 
 
 def bench_sim_process(seconds: float) -> None:
-    from robot.sim.control import SimControl
-    from robot.sim.process import SimProcess
+    from lara_g1.robot.sim.control import SimControl
+    from lara_g1.robot.sim.process import SimProcess
 
     domain = random.randint(100, 230)
     with SimProcess("pick_place", domain, render_size=(224, 224), camera_fps=15.0):
@@ -99,9 +99,9 @@ def bench_sim_process(seconds: float) -> None:
 
 
 def bench_round_trip(seconds: float) -> None:
-    from robot.dds import participant as dds
-    from robot.dds.crc import lowstate_crc
-    from robot.dds.messages import LowCmd_, LowState_
+    from lara_g1.robot.dds import participant as dds
+    from lara_g1.robot.dds.crc import lowstate_crc
+    from lara_g1.robot.dds.messages import LowCmd_, LowState_
 
     domain = random.randint(100, 230)
     w = dds.writer(domain, "rt/lowstate", LowState_, "lo")

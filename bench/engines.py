@@ -46,7 +46,7 @@ def gpu_name() -> str | None:
 
 
 def load_engines(bundle: Path, threads: int, want_compile: bool, want_trt: bool, precision: str, log):
-    from runtime.engines import load_engine
+    from lara_g1.runtime.engines import load_engine
 
     engines = {"torch": load_engine(bundle, "torch", seed=0)}
     if want_compile:
@@ -60,7 +60,7 @@ def load_engines(bundle: Path, threads: int, want_compile: bool, want_trt: bool,
 
 
 def observations(batch: int, camera: str, seed: int):
-    from runtime.engine import Observation
+    from lara_g1.core.observation import Observation
 
     rng = np.random.default_rng(seed)
     return [Observation({camera: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)},
@@ -69,7 +69,7 @@ def observations(batch: int, camera: str, seed: int):
 
 
 def measure(engines: dict, batch: int, iters: int, warmup: int, log) -> dict[str, dict[str, np.ndarray]]:
-    from runtime.engine import make_noise
+    from lara_g1.core.observation import make_noise
 
     first = next(iter(engines.values()))
     camera = first.spec.config.cameras[0]
@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lara-bench-") as tmp:
         bundle = args.bundle
         if bundle is None:
-            from lara.bundle import create_random_bundle
+            from lara_g1.lara.bundle import create_random_bundle
             bundle = create_random_bundle(Path(tmp) / args.preset, preset=args.preset, seed=0)
-        from policy_export.manifest import Manifest, ManifestError
-        from policy_export.onnx_export import export_onnx
+        from lara_g1.lara.manifest import Manifest, ManifestError
+        from lara_g1.policy_export.onnx_export import export_onnx
         try:   # an --bundle that is already exported is benchmarked as it is
             manifest = Manifest.load(bundle)
             for precision in ("fp32", args.precision) if want_trt else ("fp32",):
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if not exported:
             export_onnx(bundle, precisions=("fp32", args.precision) if want_trt else ("fp32",), log=log)
         if want_trt:
-            from policy_export.trt_build import build_trt
+            from lara_g1.policy_export.trt_build import build_trt
             build_trt(bundle, args.precision, max_batch=max(args.batches), log=log)
         engines = load_engines(bundle, args.threads, not args.no_compile, want_trt, args.precision, log)
         results = {b: measure(engines, b, iters, args.warmup, log) for b in args.batches}

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from lara.embodiment import load_embodiment
-from robot.kinematics import load_arm_chains, rotation_angle
-from teleop.retarget.arm_ik import ArmIK
+from lara_g1.core.embodiment import load_embodiment
+from lara_g1.robot.kinematics import load_arm_chains, rotation_angle
+from lara_g1.teleop.retarget.arm_ik import ArmIK
 
 
 def _stats(name: str, wall: list[float], cpu: list[float], extra: str = "") -> None:

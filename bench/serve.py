@@ -29,11 +29,11 @@ import numpy as np
 def _bundle(args, tmp: Path) -> Path:
     if args.bundle:
         return Path(args.bundle)
-    from lara.bundle import create_random_bundle
+    from lara_g1.lara.bundle import create_random_bundle
 
     path = create_random_bundle(tmp / f"bench-{args.preset}", preset=args.preset, seed=0)
     if args.engine in ("ort", "trt"):
-        from policy_export.cli import main as lara_export
+        from lara_g1.policy_export.cli import main as lara_export
 
         flags = ["--onnx"] if args.engine == "ort" else ["--trt"]
         if lara_export([str(path), *flags, "--seed", "0"]) != 0:
@@ -50,7 +50,7 @@ def _inputs(meta: dict, h: int, w: int, seed: int = 0):
 
 
 def engine_time(engine, state, images, n: int) -> list[float]:
-    from runtime.engine import Observation, make_noise
+    from lara_g1.core.observation import Observation, make_noise
 
     meta = engine.metadata
     obs = [Observation(images=images, state=state)]
@@ -65,7 +65,7 @@ def engine_time(engine, state, images, n: int) -> list[float]:
 
 def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[tuple[float, float]]]:
     """Round-trip ms, and per request (round trip - the engine time the server measured, that engine time)."""
-    from runtime.client import PolicyClient
+    from lara_g1.runtime.client import PolicyClient
 
     rtt, overhead = [], []
     with PolicyClient(address, timeout_s=60) as c:
@@ -80,7 +80,7 @@ def round_trips(address: str, state, images, n: int) -> tuple[list[float], list[
 
 def _client_process(address: str, state, images, requests: int, start, results) -> None:
     """One robot: its own process (as on a real deployment), ``requests`` chunks back to back."""
-    from runtime.client import PolicyClient, ServerError, ServerTimeout
+    from lara_g1.runtime.client import PolicyClient, ServerError, ServerTimeout
 
     latencies, failure = [], None
     with PolicyClient(address, timeout_s=300) as c:
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     h, w = (int(x) for x in args.image.lower().split("x"))
     client_counts = [int(x) for x in args.clients.split(",")]
 
-    from runtime.engines import load_engine
-    from runtime.server import PolicyServer
+    from lara_g1.runtime.engines import load_engine
+    from lara_g1.runtime.server import PolicyServer
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = _bundle(args, Path(tmp))

@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lara.data.validate import validate_dataset
-from lara.embodiment import load_embodiment
-from robot.cameras.base import Camera, Frame
-from robot.control import ControlConfig
-from robot.g1 import G1Config, G1Robot
-from robot.safety import SafetyFilter
-from robot.sim.process import SimProcess
-from teleop.dataset_writer import LeRobotWriter
-from teleop.retarget.retargeter import RetargetConfig, Retargeter
-from teleop.session import RecordSession, SessionConfig
-from teleop.sources import SyntheticSource
+from lara_g1.lara.data.validate import validate_dataset
+from lara_g1.core.embodiment import load_embodiment
+from lara_g1.robot.cameras.base import Camera, Frame
+from lara_g1.robot.control import ControlConfig
+from lara_g1.robot.g1 import G1Config, G1Robot
+from lara_g1.robot.safety import SafetyFilter
+from lara_g1.robot.sim.process import SimProcess
+from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.teleop.retarget.retargeter import RetargetConfig, Retargeter
+from lara_g1.teleop.session import RecordSession, SessionConfig
+from lara_g1.teleop.sources import SyntheticSource
 
 
 class PatternCamera(Camera):

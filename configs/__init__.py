@@ -1,17 +1,5 @@
-"""The project's YAML configuration files, shipped as package data.
+"""The project's YAML configuration files, shipped as package data (read through
+:func:`lara_g1.core.config.config_path`)."""
 
-`config_path("embodiment/g1.yaml")` gives the path of a bundled file; loaders that validate
-each kind of file live next to the code that uses it (e.g. `lara.embodiment`).
-"""
-from __future__ import annotations
-
-from importlib import resources
-from pathlib import Path
-
-
-def config_path(relative: str) -> Path:
-    """Path of a bundled config file, e.g. ``config_path("embodiment/g1.yaml")``."""
-    path = Path(str(resources.files(__name__).joinpath(relative)))
-    if not path.is_file():
-        raise FileNotFoundError(f"no bundled config {relative!r} (looked in {path.parent})")
-    return path
+if __name__ != "lara_g1.configs":  # the repository folder configs/ imported as a top-level package
+    raise ImportError(f"import lara_g1.configs, not {__name__}: configs/ is installed as lara_g1.configs")

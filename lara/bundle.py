@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-import lara
-from lara.embodiment import EmbodimentError, load_embodiment
-from lara.model.config import ConfigError, PolicyConfig
-from lara.model.policy import LaraPolicy
-from lara.processing import NormStats, Preprocessor, StatsError
-from runtime.engine import Observation
+from lara_g1.lara import __version__
+from lara_g1.core.embodiment import EmbodimentError, load_embodiment
+from lara_g1.lara.model.config import ConfigError, PolicyConfig
+from lara_g1.lara.model.policy import LaraPolicy
+from lara_g1.lara.processing import NormStats, Preprocessor, StatsError
+from lara_g1.core.observation import Observation
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -141,7 +141,7 @@ def save_bundle(path: str | Path, policy: LaraPolicy, config: PolicyConfig, stat
         })
     _write_json(path / CONFIG_FILE, {
         "format_version": FORMAT_VERSION,
-        "lara_version": lara.__version__,
+        "lara_version": __version__,
         "model_id": f"lara-{config.preset}-{digest[:12]}",
         "policy": config.to_dict(),
         "embodiment": embodiment.to_dict(),
@@ -220,7 +220,7 @@ def read_bundle_config(path: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path / CONFIG_FILE}: no format_version; not a lara bundle")
     if version != FORMAT_VERSION:
         raise BundleError(f"{path / CONFIG_FILE}: bundle format_version {version!r} (lara "
-                          f"{raw.get('lara_version', '?')}); this lara {lara.__version__} reads format {FORMAT_VERSION}")
+                          f"{raw.get('lara_version', '?')}); this lara {__version__} reads format {FORMAT_VERSION}")
     for key in ("policy", "embodiment", "model_id"):
         if key not in raw:
             raise BundleError(f"{path / CONFIG_FILE}: missing {key!r}")

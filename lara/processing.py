@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lara.embodiment import Embodiment, load_embodiment
-from lara.model.config import PolicyConfig
-from runtime.engine import Observation
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.lara.model.config import PolicyConfig
+from lara_g1.core.observation import Observation
 
 STAT_KEYS = ("min", "max", "mean", "std", "q01", "q99")
 _DEGENERATE = 1e-6

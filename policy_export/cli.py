@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from policy_export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
-from policy_export.manifest import Manifest, ManifestError
+from lara_g1.policy_export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from lara_g1.lara.manifest import Manifest, ManifestError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,23 +48,23 @@ def _has_onnx(bundle: Path, precision: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lara.bundle import BundleError
-    from runtime.engines.optional import MissingExtraError
+    from lara_g1.lara.bundle import BundleError
+    from lara_g1.core.extras import MissingExtraError
 
-    from policy_export.deploy import DeployError, write_deployment
+    from lara_g1.policy_export.deploy import DeployError, write_deployment
 
     onnx = args.onnx or not args.trt
     trt_precision = args.precision or "fp16"
     try:
         if args.trt:   # fail before the export when TensorRT cannot be used here
-            from policy_export.trt_build import query_device
+            from lara_g1.policy_export.trt_build import query_device
             query_device()
         if onnx or (args.trt and not _has_onnx(args.bundle, trt_precision)):
             precisions = tuple(sorted({"fp32", args.precision or "fp32", trt_precision if args.trt else "fp32"}))
             export_onnx(args.bundle, precisions=precisions, opset=args.opset, embodiment=args.embodiment,
                         seed=args.seed)
         if args.trt:
-            from policy_export.trt_build import build_trt
+            from lara_g1.policy_export.trt_build import build_trt
             build_trt(args.bundle, trt_precision, max_batch=args.max_batch, seed=args.seed)
         if args.deploy:
             write_deployment(args.bundle, args.deploy)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from policy_export.manifest import MANIFEST_NAME, Manifest, ManifestError, verify_files
+from lara_g1.lara.manifest import MANIFEST_NAME, Manifest, ManifestError, verify_files
 
 SERVING_FILES = ("config.json", "stats.json")
 SERVING_DIRS = ("tokenizer",)

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lara.model.embodiment_mlp import EmbodimentLinear, EmbodimentMLP
-from lara.model.flow import euler_buckets
-from lara.model.layers import Attention, sinusoidal_embedding
+from lara_g1.lara.model.embodiment_mlp import EmbodimentLinear, EmbodimentMLP
+from lara_g1.lara.model.flow import euler_buckets
+from lara_g1.lara.model.layers import Attention, sinusoidal_embedding
 
 BACKBONE_INPUTS = ("pixel_values", "input_ids", "attention_mask")
 BACKBONE_OUTPUTS = ("vl_features",)

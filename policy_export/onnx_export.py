@@ -4,7 +4,7 @@
   ``attention_mask i64[batch,T]`` to ``vl_features f32[batch,N,D]``.
 - The action head graph maps ``vl_features``, ``state f32[batch,64]`` and ``noise f32[batch,H,32]`` to
   ``actions f32[batch,H,32]`` (normalised, padded): the whole Euler loop unrolled, for the deployed
-  embodiment only (:class:`policy_export.graphs.DeployedActionHead`).
+  embodiment only (:class:`lara_g1.policy_export.graphs.DeployedActionHead`).
 - The batch axis is dynamic; everything else is fixed by the bundle's config.
 
 After writing, each file passes ``onnx.checker`` (full check), and ONNX Runtime is compared with
@@ -25,10 +25,10 @@ import numpy as np
 import onnx
 import torch
 
-from policy_export.graphs import (BACKBONE_INPUTS, BACKBONE_OUTPUTS, HEAD_INPUTS, HEAD_OUTPUTS, BackboneGraph,
+from lara_g1.policy_export.graphs import (BACKBONE_INPUTS, BACKBONE_OUTPUTS, HEAD_INPUTS, HEAD_OUTPUTS, BackboneGraph,
                                   DeployedActionHead)
-from policy_export.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
-from policy_export.parity import ONNX_FP32_TOLERANCE, onnx_parity, random_inputs
+from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
+from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE, onnx_parity, random_inputs
 
 DEFAULT_OPSET = 17
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -134,7 +134,7 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
 
     The graphs are traced at batch 2 and checked at ``parity_batch`` (3): a graph whose batch axis
     is not really dynamic fails the check instead of failing later in serving."""
-    from lara.bundle import load_bundle
+    from lara_g1.lara.bundle import load_bundle
 
     bundle_dir = Path(bundle_path)
     bundle = load_bundle(bundle_dir)

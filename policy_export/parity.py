@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.engine import Observation, make_noise
+from lara_g1.core.observation import Observation, make_noise
 
 ONNX_FP32_TOLERANCE = 1e-4
 
@@ -91,8 +91,8 @@ def onnx_parity(policy: torch.nn.Module, preprocessor: Any, backbone_path: Path,
 
 def trt_parity(bundle: str | Path, precision: str, batch: int = 2, seed: int | None = None) -> float:
     """Whole-chunk max abs error of the TensorRT engines against torch fp32 (same inputs, noise)."""
-    from lara.bundle import load_bundle
-    from runtime.engines import load_engine
+    from lara_g1.lara.bundle import load_bundle
+    from lara_g1.runtime.engines import load_engine
 
     b = load_bundle(bundle)
     engine = load_engine(bundle, "trt", precision=precision)

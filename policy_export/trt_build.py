@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy_export.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
-from runtime.engines.optional import cuda_runtime, require
+from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
+from lara_g1.core.extras import cuda_runtime, require
 
 # Tolerances of the TensorRT build's parity check: max abs error of the normalised padded actions
 # of the whole chunk against torch fp32 on the same inputs and noise.
@@ -156,7 +156,7 @@ def build_trt(bundle: str | Path, precision: str = "fp16", max_batch: int = DEFA
               seed: int | None = None, log=print) -> Manifest:
     """Build both engines for this GPU from the bundle's ONNX of ``precision``, check the parity of
     the whole chunk against torch fp32, and record engines and parity in the manifest."""
-    from policy_export.parity import trt_parity
+    from lara_g1.policy_export.parity import trt_parity
 
     trt = require("tensorrt", "trt", "Building TensorRT engines")
     bundle = Path(bundle)

@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lara.embodiment import Embodiment, load_embodiment
-from robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
-from robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
+from lara_g1.robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
                               write_results)
-from robot.keyboard import KeyboardEStop, ask_yes_no
-from robot.safety import EStop, SafetyError
+from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
+from lara_g1.robot.safety import EStop, SafetyError
 
 log = logging.getLogger("lara-robot")
 
@@ -94,7 +94,7 @@ class Session:
 
     def open(self) -> "Session":
         args = self.args
-        from runtime.client import PolicyClient, ServerError, ServerTimeout
+        from lara_g1.runtime.client import PolicyClient, ServerError, ServerTimeout
 
         token = _read_token(args.token_file) if args.token_file else None
         self.client = PolicyClient(args.server, token=token, timeout_s=self.config.run.client_timeout_s)
@@ -114,18 +114,18 @@ class Session:
         self.horizon = int(meta.get("action_horizon", 8))
         self.status_extra.update(model=meta.get("model_id"), engine=meta.get("engine"), server=args.server)
 
-        from robot.g1 import G1Config, G1Robot
+        from lara_g1.robot.g1 import G1Config, G1Robot
 
         if args.sim:
             domain = SIM_DOMAIN if args.domain is None else args.domain
             if not args.sim_running:
-                from robot.sim.process import SimProcess
+                from lara_g1.robot.sim.process import SimProcess
 
                 sim = SimProcess(self.task.name, domain_id=domain, render_size=(int(size[0]), int(size[1])),
                                  seed=args.seed)
                 self.stack.push(sim)    # its exit (stop) is registered before it starts: a Ctrl-C
                 sim.start()             # anywhere in start() still stops the subprocess
-            from robot.sim.control import SimControl
+            from lara_g1.robot.sim.control import SimControl
 
             self.sim_control = SimControl(domain)
             cfg = G1Config.load(args.robot_config or "sim").replace(domain_id=domain)
@@ -137,11 +137,11 @@ class Session:
         self.robot.connect()
         self.stack.callback(self.robot.disconnect)
         if args.sim:
-            from robot.cameras import SimCamera
+            from lara_g1.robot.cameras import SimCamera
 
             self.camera = SimCamera(cfg.domain_id)
         else:
-            from robot.cameras import make_camera
+            from lara_g1.robot.cameras import make_camera
 
             self.camera = make_camera(_camera_config(args.camera_config))
         self.camera.connect()
@@ -235,8 +235,8 @@ def _dashboard(spec: str, session: Session):
     if spec.lower() == "off":
         yield None
         return
-    from robot.dashboard import RobotDashboard
-    from runtime.dashboard.http import parse_hostport
+    from lara_g1.robot.dashboard import RobotDashboard
+    from lara_g1.runtime.dashboard.http import parse_hostport
 
     host, port = parse_hostport(spec)
     dash = RobotDashboard(session.status, session.estop.trigger, host, port).start()

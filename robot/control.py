@@ -25,11 +25,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
-from lara.embodiment import Embodiment
-from robot.cameras.stream import FrameStream
-from robot.interface import Robot
-from robot.safety import EStop, Phase, SafetyConfig, SafetyError, SafetyFilter, control_config_path
-from robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
+from lara_g1.core.embodiment import Embodiment
+from lara_g1.robot.cameras.stream import FrameStream
+from lara_g1.robot.interface import Robot
+from lara_g1.robot.safety import EStop, Phase, SafetyConfig, SafetyError, SafetyFilter, control_config_path
+from lara_g1.robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
 
 log = logging.getLogger(__name__)
 

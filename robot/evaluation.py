@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from configs import config_path
+from lara_g1.core.config import config_path
 
 
 FULL = "Full"  # the last stage of every task: full success

@@ -1,13 +1,13 @@
 """The Unitree G1 (real or simulated) over DDS: arms on rt/arm_sdk, Inspire hands, the head mount.
 
-:class:`G1Robot` implements :class:`robot.interface.Robot`. It subscribes ``rt/lowstate`` (arms),
+:class:`G1Robot` implements :class:`lara_g1.robot.interface.Robot`. It subscribes ``rt/lowstate`` (arms),
 the hand state and the head state on one background thread, and publishes on :meth:`send`:
 
 - ``rt/arm_sdk`` ``LowCmd_``: only the 14 arm motors (mode 1, q, kp/kd from config); legs and
   waist stay all-zero, which arm_sdk leaves to the locomotion controller; ``motor_cmd[29].q`` is
   the blend weight 0..1; ``mode_machine`` is copied from the latest ``rt/lowstate``; CRC set.
-- the hand targets through the configured hand driver (:mod:`robot.hands`),
-- the head targets through the configured head driver (:mod:`robot.head`).
+- the hand targets through the configured hand driver (:mod:`lara_g1.robot.hands`),
+- the head targets through the configured head driver (:mod:`lara_g1.robot.head`).
 
 :meth:`read_state` returns ``None`` until every part (body, hands, head) has reported once; its
 ``stamp`` is the OLDEST of the parts' receive times, so a stale hand or head stream is as
@@ -27,15 +27,15 @@ import yaml
 from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
 from cyclonedds.util import duration
 
-from configs import config_path
-from lara.embodiment import Embodiment, load_embodiment
-from robot.dds import participant as dds
-from robot.dds import topics
-from robot.dds.crc import lowcmd_crc
-from robot.dds.messages import NUM_MOTORS, LowCmd_, LowState_, MotorCmd_
-from robot.hands import HandMapping, make_hands
-from robot.head import make_head
-from robot.interface import Robot, RobotState
+from lara_g1.core.config import config_path
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds import topics
+from lara_g1.robot.dds.crc import lowcmd_crc
+from lara_g1.robot.dds.messages import NUM_MOTORS, LowCmd_, LowState_, MotorCmd_
+from lara_g1.robot.hands import HandMapping, make_hands
+from lara_g1.robot.head import make_head
+from lara_g1.robot.interface import Robot, RobotState
 
 ARM_MODE_ENABLE = 1
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lara.embodiment import Embodiment
-from robot.dds import participant as dds
-from robot.dds.messages import GoMotorCmd_, MotorCmds_, MotorStates_
+from lara_g1.core.embodiment import Embodiment
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds.messages import GoMotorCmd_, MotorCmds_, MotorStates_
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from robot.dds import participant as dds
-from robot.dds.messages import HeadCmd_, HeadState_
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds.messages import HeadCmd_, HeadState_
 
 log = logging.getLogger(__name__)
 

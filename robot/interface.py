@@ -3,7 +3,7 @@
 Drivers (the real G1 over DDS, and the same driver pointed at the simulated G1) implement
 :class:`Robot`. Joint vectors are in the embodiment layout of ``configs/embodiment/g1.yaml``
 (28-D: arms rad, hands 0..1 with 1 = open, head rad). Nothing here talks to motors directly:
-commands reach a driver only through :class:`robot.safety.SafetyFilter`.
+commands reach a driver only through :class:`lara_g1.robot.safety.SafetyFilter`.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from robot.safety import EStop
+from lara_g1.robot.safety import EStop
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from configs import config_path
-from lara.embodiment import Embodiment, load_embodiment
+from lara_g1.core.config import config_path
+from lara_g1.core.embodiment import Embodiment, load_embodiment
 
 
 class KinematicsError(ValueError):

@@ -1,7 +1,7 @@
 """The safety filter: the one gate between any command source and the motors (DESIGN.md §7).
 
 Every command the policy (``lara-robot``) or teleop (``lara-teleop``) wants to send goes through
-:meth:`SafetyFilter.step`, which sends what is safe to the :class:`robot.interface.Robot` and
+:meth:`SafetyFilter.step`, which sends what is safe to the :class:`lara_g1.robot.interface.Robot` and
 returns it. In this order it:
 
 1. rejects a command with any non-finite value (the whole command; the last safe target holds),
@@ -34,9 +34,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
-from configs import config_path
-from lara.embodiment import Embodiment
-from robot.interface import Robot
+from lara_g1.core.config import config_path
+from lara_g1.core.embodiment import Embodiment
+from lara_g1.robot.interface import Robot
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class SafetyFilter:
         """Filter one command, send it, and return ``(q_cmd, blend)`` as sent.
 
         ``now`` and ``command_stamp`` are ``time.monotonic()`` seconds, the clock of
-        :attr:`robot.interface.RobotState.stamp` (``now`` defaults to it); step at the
+        :attr:`lara_g1.robot.interface.RobotState.stamp` (``now`` defaults to it); step at the
         config's ``command_hz``, the per-step clamp assumes that period.
         ``command_stamp``: when the data behind ``q_target`` was fresh (e.g. when the policy's
         chunk arrived); defaults to ``now``. ``q_target=None`` sends no new command.

@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = _read_token(args.token_file) if args.token_file else None
 
-    from runtime.server import PolicyServer, is_loopback
+    from lara_g1.runtime.server import PolicyServer, is_loopback
 
     if not is_loopback(args.bind) and token is None and not args.insecure:
         print(f"lara-serve: refusing to bind {args.bind} without a token (--token-file), since it is not a "
               f"loopback address; pass --insecure only on a trusted network", file=sys.stderr)
         return 2
-    from runtime.dashboard import DashboardServer
-    from runtime.dashboard.http import parse_hostport
+    from lara_g1.runtime.dashboard import DashboardServer
+    from lara_g1.runtime.dashboard.http import parse_hostport
 
     try:
         dash_addr = None if args.dashboard.lower() == "off" else parse_hostport(args.dashboard)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    from runtime.engines import load_engine
+    from lara_g1.runtime.engines import load_engine
 
     try:
         engine = load_engine(args.policy, args.engine, **engine_options)

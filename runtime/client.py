@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import zmq
 
-from runtime import protocol as P
+from lara_g1.runtime import protocol as P
 
 
 class ServerError(RuntimeError):

@@ -1,35 +1,21 @@
 """The one interface every inference engine (torch, ort, trt) implements.
 
-An engine turns observations (camera frames, the 28-D state, an instruction) into action
-chunks ``(B, H, 28)`` float32 in the units of the embodiment (DESIGN.md §2). Pre- and
-post-processing are shared by all engines; only the backbone and action-head calls differ.
+Pre- and post-processing are shared by all engines (:mod:`lara_g1.runtime.engines.base`); only the
+backbone and action-head calls differ.
 """
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-
-@dataclass
-class Observation:
-    """One robot's observation at one instant."""
-
-    images: Mapping[str, np.ndarray]  # camera name -> uint8 [H, W, 3] RGB, any size
-    state: np.ndarray                  # float32 [dim] in embodiment units
-    instruction: str | None = None     # None: the bundle's default instruction
-
-
-@dataclass
-class InferenceResult:
-    actions: np.ndarray                        # float32 [B, H, dim]
-    timing_ms: dict[str, float] = field(default_factory=dict)  # preprocess, backbone, action_head, postprocess, total
+from lara_g1.core.observation import InferenceResult, Observation
 
 
 class Engine(abc.ABC):
-    """Base class of the inference engines. Subclasses live in :mod:`runtime.engines`."""
+    """Base class of the inference engines. Subclasses live in :mod:`lara_g1.runtime.engines`."""
 
     kind: str = "?"
 
@@ -49,9 +35,3 @@ class Engine(abc.ABC):
 
     def close(self) -> None:  # engines holding devices or sessions release them here
         pass
-
-
-def make_noise(batch: int, horizon: int, action_dim: int, seed: int | None = None) -> np.ndarray:
-    """Standard-normal flow noise ``(batch, horizon, action_dim)`` float32 from an explicit seed."""
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch, horizon, action_dim), dtype=np.float32)

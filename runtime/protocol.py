@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import msgpack
 import numpy as np
 
-from runtime.engine import Observation
+from lara_g1.core.observation import Observation
 
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -25,9 +25,10 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from runtime import protocol as P
-from runtime.engine import Engine, Observation, make_noise
-from runtime.metrics import ServingMetrics
+from lara_g1.runtime import protocol as P
+from lara_g1.core.observation import Observation, make_noise
+from lara_g1.runtime.engine import Engine
+from lara_g1.runtime.metrics import ServingMetrics
 
 log = logging.getLogger("lara.serve")
 

@@ -23,4 +23,4 @@ fi
 .venv-robot310/bin/python -m pip install --quiet "cyclonedds==0.10.5" numpy pyyaml pytest pytest-timeout far-unitree-sdk
 .venv-robot310/bin/python -m pip install --quiet --no-deps unitree-sdk2py-dimos
 PYTHONPATH=. .venv-robot310/bin/python -m pytest -q -p no:cacheprovider \
-  tests/test_dds_far_peer.py tests/test_dds_crc.py tests/test_dds_messages.py
+  tests/robot/test_dds_far_peer.py tests/robot/test_dds_crc.py tests/robot/test_dds_messages.py

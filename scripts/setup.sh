@@ -11,7 +11,7 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install --quiet "torch==${LARA_TORCH_VERSION:-2.13.0}"
-python -m pip install --quiet -e ".[dev,realsense]"
+python -m pip install --quiet -e ".[all]"
 # unitree_sdk2py (the robot extra) for the tests that compare our DDS messages and CRC with it;
 # --no-deps: the package declares opencv-python but never imports it.
 python -m pip install --quiet --no-deps unitree-sdk2py-dimos

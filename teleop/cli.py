@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- shared set-up
 def _resolve_task(name: str) -> tuple[str | None, str]:
     """(sim scene name or None, instruction) for a --task value."""
-    from robot.evaluation import load_tasks
+    from lara_g1.robot.evaluation import load_tasks
     tasks = load_tasks()
     if name in tasks:
         return name, tasks[name].instruction
@@ -113,13 +113,13 @@ def _resolve_task(name: str) -> tuple[str | None, str]:
 def _open_robot(args, stack: contextlib.ExitStack, scene: str | None, render: tuple[int, int] | None,
                 fps: float, seed: int = 0):
     """Start the sim if asked, connect the G1 driver; returns (robot, config, sim_control)."""
-    from robot.g1 import G1Config, G1Robot
+    from lara_g1.robot.g1 import G1Config, G1Robot
     sim_control = None
     if args.robot == "sim":
         if scene is None:
             raise CliError("--robot sim needs a task the simulator knows (pick_place, pour)")
-        from robot.sim.control import SimControl
-        from robot.sim.process import SimProcess
+        from lara_g1.robot.sim.control import SimControl
+        from lara_g1.robot.sim.process import SimProcess
         domain = SIM_DOMAIN if args.domain is None else args.domain
         log.info("starting lara-sim (%s) on DDS domain %d", scene, domain)
         stack.enter_context(SimProcess(scene, domain_id=domain, render_size=render, seed=seed,
@@ -137,19 +137,19 @@ def _open_robot(args, stack: contextlib.ExitStack, scene: str | None, render: tu
 
 
 def _safety(args, robot):
-    from lara.embodiment import load_embodiment
-    from robot.control import ControlConfig
-    from robot.safety import SafetyFilter
+    from lara_g1.core.embodiment import load_embodiment
+    from lara_g1.robot.control import ControlConfig
+    from lara_g1.robot.safety import SafetyFilter
     control = ControlConfig.load(args.control_config)
     return SafetyFilter(load_embodiment("g1"), control.safety, robot), control.safety
 
 
 # ----------------------------------------------------------------------------- record
 def cmd_record(args) -> int:
-    from teleop.keys import RecordKeys
-    from teleop.retarget.retargeter import RetargetConfig, Retargeter
-    from teleop.session import Progress, RecordSession, SessionConfig
-    from teleop.sources import TrackingRecorder, make_source
+    from lara_g1.teleop.keys import RecordKeys
+    from lara_g1.teleop.retarget.retargeter import RetargetConfig, Retargeter
+    from lara_g1.teleop.session import Progress, RecordSession, SessionConfig
+    from lara_g1.teleop.sources import TrackingRecorder, make_source
 
     if args.episodes < 1:
         raise CliError("--episodes must be at least 1")
@@ -166,7 +166,7 @@ def cmd_record(args) -> int:
         raise CliError("--calibrate-hands needs a terminal (the operator confirms each hand pose)")
     if args.source == "avp" and not args.avp_ip:
         raise CliError("--source avp needs --avp-ip (the Vision Pro's address in the Tracking Streamer app)")
-    from lara.data import format as fmt
+    from lara_g1.lara.data import format as fmt
     if not args.resume and args.out.exists() and (not args.out.is_dir() or any(
             p.name != fmt.PARTIAL_DIR for p in args.out.iterdir())):
         raise CliError(f"{args.out} exists and is not empty: pass --resume to add episodes to it, "
@@ -188,7 +188,7 @@ def cmd_record(args) -> int:
     with contextlib.ExitStack() as stack:
         # The operator's tracking first: no robot is started for a headset that is not there.
         if args.source == "expert":
-            from teleop.sources.expert import ExpertSource
+            from lara_g1.teleop.sources.expert import ExpertSource
             # sim_control exists (below) before the first episode asks for the scene
             source = ExpertSource(scene, lambda: sim_control.status()["objects"],
                                   retargeter=Retargeter(config=retarget_cfg))
@@ -198,18 +198,18 @@ def cmd_record(args) -> int:
         stack.callback(source.close)
         robot, robot_cfg, sim_control = _open_robot(args, stack, scene, args.render, float(args.fps), args.seed)
         if args.robot == "sim":
-            from robot.cameras import SimCamera
+            from lara_g1.robot.cameras import SimCamera
             camera = SimCamera(robot_cfg.domain_id)
         else:
-            from robot.cameras import make_camera
-            from robot.cli import _camera_config
+            from lara_g1.robot.cameras import make_camera
+            from lara_g1.robot.cli import _camera_config
             camera = make_camera(_camera_config(args.camera_config))
         camera.connect()
         stack.callback(camera.disconnect)
         safety, safety_cfg = _safety(args, robot)
 
         def writer_factory(hw: tuple[int, int]):
-            from teleop.dataset_writer import LeRobotWriter
+            from lara_g1.teleop.dataset_writer import LeRobotWriter
             writer = LeRobotWriter(args.out, fps=args.fps, cameras={args.camera: hw}, resume=args.resume,
                                    preset=args.video_preset)
             stack.callback(writer.close)
@@ -291,8 +291,8 @@ def write_report(path: Path, args, report, seeds: list[int], error: str | None =
 
 # ----------------------------------------------------------------------------- replay
 def cmd_replay(args) -> int:
-    from lara.data.lerobot import LeRobotDataset
-    from robot.safety import Phase
+    from lara_g1.lara.data.lerobot import LeRobotDataset
+    from lara_g1.robot.safety import Phase
 
     ds = LeRobotDataset(args.dataset)
     if not 0 <= args.episode < ds.num_episodes:
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lara-teleop: --domain must be within 0..232, got {args.domain}", file=sys.stderr)
         return 2
     if args.command == "validate":
-        from lara.data.validate import main as validate_main
+        from lara_g1.lara.data.validate import main as validate_main
         return validate_main([str(args.dataset)])
     signal.signal(signal.SIGTERM, _terminate)
     # Ctrl-C stops a recording cleanly even when the process started with SIGINT ignored, as a

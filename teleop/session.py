@@ -7,7 +7,7 @@ Three threads of one process:
   with it, stamped with the sample's time; if tracking is stale or lost, steps the filter with no
   command, so the filter holds and then fades the arms. It keeps a short history of (time,
   measured state, command sent).
-- camera (:class:`robot.cameras.stream.FrameStream`): keeps the last few frames with their capture times.
+- camera (:class:`lara_g1.robot.cameras.stream.FrameStream`): keeps the last few frames with their capture times.
 - recorder (the caller's thread, :class:`RecordSession`): at every tick k of the fps grid of an
   episode, takes the state and command in effect at t0 + k/fps and the newest frame captured by
   then, and appends them with timestamp k/fps. A tick whose newest frame is older than 1.5 frame
@@ -31,12 +31,12 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
-from robot.cameras.stream import FrameStream
-from robot.safety import Phase, SafetyFilter
-from teleop.keys import NEXT, RERECORD, STOP, RecordKeys
-from teleop.retarget.retargeter import Retargeter
-from teleop.sources.base import TrackingSample, TrackingSource
-from teleop.sources.replay import TrackingRecorder
+from lara_g1.robot.cameras.stream import FrameStream
+from lara_g1.robot.safety import Phase, SafetyFilter
+from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys
+from lara_g1.teleop.retarget.retargeter import Retargeter
+from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
+from lara_g1.teleop.sources.replay import TrackingRecorder
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class SessionReport:
 class RecordSession:
     """Record ``config.episodes`` episodes (or until stopped).
 
-    ``writer_factory((height, width))`` returns the :class:`teleop.dataset_writer.LeRobotWriter`
+    ``writer_factory((height, width))`` returns the :class:`lara_g1.teleop.dataset_writer.LeRobotWriter`
     once the camera's first frame gives its size; ``on_reset(k)`` runs at the start of every reset
     phase and before the first episode (the simulated G1 resets its scene there). ``judge()``, if
     given, returns the task's per-stage success flags at the end of each episode (the simulated

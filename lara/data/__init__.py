@@ -3,5 +3,5 @@
 :mod:`.format` (paths, field names, durable writes), :mod:`.video` (PyAV encode/decode),
 :mod:`.lerobot` (the reader), :mod:`.samples` (training samples), :mod:`.stats`,
 :mod:`.validate`, :mod:`.synthetic` (a small learnable dataset). The writer the recorder uses
-is :mod:`teleop.dataset_writer`.
+is :mod:`lara_g1.teleop.dataset_writer`.
 """

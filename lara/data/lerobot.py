@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lara.data import format as fmt
-from lara.data.format import DatasetFormatError
-from lara.data.stats import STAT_KEYS, Stats, load_stats
-from lara.data.stats import compute_stats as vector_stats
-from lara.data.video import read_frames
+from lara_g1.lara.data import format as fmt
+from lara_g1.lara.data.format import DatasetFormatError
+from lara_g1.lara.data.stats import STAT_KEYS, Stats, load_stats
+from lara_g1.lara.data.stats import compute_stats as vector_stats
+from lara_g1.lara.data.video import read_frames
 
 #: Decoded frames kept per reader (whole episodes, least recently used dropped first).
 DEFAULT_FRAME_CACHE_BYTES = 512 * 1024 * 1024

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lara.data.format import QUANTILES, STAT_KEYS, STATS_PATH, DatasetFormatError, read_json
+from lara_g1.lara.data.format import QUANTILES, STAT_KEYS, STATS_PATH, DatasetFormatError, read_json
 
 Stats = dict[str, dict[str, np.ndarray]]
 

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lara.data import format as fmt
-from lara.data.format import DatasetFormatError
-from lara.data.lerobot import vector_column, video_hw
-from lara.data.stats import check_stats, load_stats
-from lara.data.video import VideoProbe, probe_video, read_frames
+from lara_g1.lara.data import format as fmt
+from lara_g1.lara.data.format import DatasetFormatError
+from lara_g1.lara.data.lerobot import vector_column, video_hw
+from lara_g1.lara.data.stats import check_stats, load_stats
+from lara_g1.lara.data.video import VideoProbe, probe_video, read_frames
 
 TOL = fmt.TIMESTAMP_TOLERANCE_S
 #: Arrow's names for the numeric dtypes info.json declares.

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from lara.data.format import DatasetFormatError
+from lara_g1.lara.data.format import DatasetFormatError
 
 #: Encoders in order of preference. libx264 is H.264, what LeRobot and every player read;
 #: mpeg4 (MPEG-4 part 2) ships with every FFmpeg build and is the fallback. AV1

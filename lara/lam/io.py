@@ -3,7 +3,7 @@
 The directory holds every weight, the frozen encoder's included, so loading never needs the
 hub or the original encoder path. Inside a policy bundle this directory is ``lam/``; its
 ``config.json`` (``format_version``, ``class``, ``config``) is the same whether
-:func:`save_lam` or :func:`lara.bundle.save_bundle` wrote it.
+:func:`save_lam` or :func:`lara_g1.lara.bundle.save_bundle` wrote it.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from lara.lam.config import LamConfig, LamConfigError
-from lara.lam.model import LatentActionModel
+from lara_g1.lara.lam.config import LamConfig, LamConfigError
+from lara_g1.lara.lam.model import LatentActionModel
 
 FORMAT_VERSION = 1
 CLASS_NAME = f"{LatentActionModel.__module__}.{LatentActionModel.__qualname__}"

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lara.lam.config import LamConfig
-from lara.lam.quantizer import VectorQuantizer
+from lara_g1.lara.lam.config import LamConfig
+from lara_g1.lara.lam.quantizer import VectorQuantizer
 
 # ViTMAEConfig fields that describe the architecture; copied back from a loaded encoder.
 _ENCODER_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

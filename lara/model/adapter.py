@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lara.model.config import PolicyConfig
-from lara.model.layers import EncoderLayer
+from lara_g1.lara.model.config import PolicyConfig
+from lara_g1.lara.model.layers import EncoderLayer
 
 
 class VLAdapter(nn.Module):

@@ -3,7 +3,7 @@
 Two implementations behind one call signature ``(pixel_values, input_ids, attention_mask)``:
 
 - :class:`StandInBackbone` (``tiny``/``small``): a patch ViT over the frame and an embedding
-  of the byte-level instruction tokens (:class:`lara.processing.ByteTokenizer`), mixed by a
+  of the byte-level instruction tokens (:class:`lara_g1.lara.processing.ByteTokenizer`), mixed by a
   few self-attention layers. Small, trainable, fast on CPU.
 - :class:`EagleBackbone` (``paper``): an Eagle-2-class VLM (SigLIP vision tower + projector
   + Qwen3 LLM, e.g. ``LlavaModel`` in transformers) loaded with ``transformers.AutoModel``.
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lara.model.config import ConfigError, PolicyConfig
-from lara.model.layers import EncoderLayer, sinusoidal_embedding
+from lara_g1.lara.model.config import ConfigError, PolicyConfig
+from lara_g1.lara.model.layers import EncoderLayer, sinusoidal_embedding
 
 
 class StandInBackbone(nn.Module):

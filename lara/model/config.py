@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from configs import config_path
+from lara_g1.core.config import config_path
 
 PRESETS = ("tiny", "small", "paper")
 BACKBONES = ("standin", "eagle")

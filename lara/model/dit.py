@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lara.model.layers import AdaLayerNorm, Attention, FeedForward, TimestepEncoder
+from lara_g1.lara.model.layers import AdaLayerNorm, Attention, FeedForward, TimestepEncoder
 
 
 class DiTBlock(nn.Module):

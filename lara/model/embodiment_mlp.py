@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lara.model.layers import sinusoidal_embedding
+from lara_g1.lara.model.layers import sinusoidal_embedding
 
 
 class EmbodimentLinear(nn.Module):

@@ -3,20 +3,20 @@
 Inference, as exported: ``vl = backbone_features(pixels, ids, mask)`` once, then
 ``sample(vl, state, embodiment_id, noise)`` = ``denoising_steps`` Euler steps of
 ``velocity``. All tensors are in the normalised, padded space of
-:class:`lara.processing.Preprocessor` (state 64-D, actions 32-D, both in [-1, 1]).
+:class:`lara_g1.lara.processing.Preprocessor` (state 64-D, actions 32-D, both in [-1, 1]).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from lara.embodiment import load_embodiment
-from lara.model.adapter import VLAdapter
-from lara.model.backbone import build_backbone
-from lara.model.config import ConfigError, PolicyConfig
-from lara.model.dit import DiT
-from lara.model.embodiment_mlp import ActionEncoder, EmbodimentMLP
-from lara.model.flow import euler_buckets, interpolate, sample_flow_time, time_to_bucket
+from lara_g1.core.embodiment import load_embodiment
+from lara_g1.lara.model.adapter import VLAdapter
+from lara_g1.lara.model.backbone import build_backbone
+from lara_g1.lara.model.config import ConfigError, PolicyConfig
+from lara_g1.lara.model.dit import DiT
+from lara_g1.lara.model.embodiment_mlp import ActionEncoder, EmbodimentMLP
+from lara_g1.lara.model.flow import euler_buckets, interpolate, sample_flow_time, time_to_bucket
 
 
 class ActionHead(nn.Module):

@@ -1,6 +1,6 @@
 """From dataset samples to training batches.
 
-The policy's inputs go through the same :class:`lara.processing.Preprocessor` as inference
+The policy's inputs go through the same :class:`lara_g1.lara.processing.Preprocessor` as inference
 (resize, normalise, tokenise, pad), so training and serving cannot drift apart. The LAM gets
 the raw uint8 frames t and t+k and resizes them itself.
 
@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from runtime.engine import Observation
+from lara_g1.core.observation import Observation
 
 
 class StepBatchSampler(torch.utils.data.Sampler):

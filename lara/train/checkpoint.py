@@ -2,7 +2,7 @@
 
 A checkpoint holds the trained modules, the optimizer and scheduler, the step, the torch RNG
 states and the run's settings. Batches and flow noise are functions of (seed, rank, step)
-(see :mod:`lara.train.batches`), so these are all the state a run has. Files are
+(see :mod:`lara_g1.lara.train.batches`), so these are all the state a run has. Files are
 ``<out>/checkpoints/step-NNNNNNN.pt``, written to a temporary name, fsynced and renamed, so a
 kill mid-write never leaves a truncated checkpoint behind; only the newest ``keep`` are kept.
 """

@@ -6,7 +6,7 @@
                      [--lam-offset K] [--checkpoint-every N] [--resume]
 
 Post-training an existing policy is ``joint --init BUNDLE`` on the target robot's
-demonstrations. Several GPUs: ``torchrun --nproc-per-node G -m lara.train.cli joint ...``
+demonstrations. Several GPUs: ``torchrun --nproc-per-node G -m lara_g1.lara.train.cli joint ...``
 (or the ``lara-train`` script under torchrun); each rank takes ``--batch-size`` samples.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from lara.train.trainer import PRESET_DEFAULTS, TrainError, TrainSettings, train
+from lara_g1.lara.train.trainer import PRESET_DEFAULTS, TrainError, TrainSettings, train
 
 
 def _per_preset(key: str) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lara.lam import LatentActionModel
-from lara.train.alignment import AlignmentHead, alignment_loss
+from lara_g1.lara.lam import LatentActionModel
+from lara_g1.lara.train.alignment import AlignmentHead, alignment_loss
 
 
 @dataclass(frozen=True)

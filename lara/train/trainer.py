@@ -1,8 +1,8 @@
 """The training loop behind ``lara-train lam`` (stage 1) and ``lara-train joint`` (stages 2/3).
 
 One run: build the modules (fresh from a preset, or from an ``--init`` bundle and a ``--lam``),
-read the LeRobot dataset through :class:`lara.data.samples.LaraSampleDataset`, optimise the
-:class:`~lara.train.objective.JointObjective` with AdamW and a cosine schedule with warm-up,
+read the LeRobot dataset through :class:`lara_g1.lara.data.samples.LaraSampleDataset`, optimise the
+:class:`~lara_g1.lara.train.objective.JointObjective` with AdamW and a cosine schedule with warm-up,
 log every step's loss terms (``train_log.jsonl``), checkpoint periodically, and finally write
 the policy bundle (joint) or the LAM directory (lam) into ``--out``.
 
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lara.lam import LamConfig, LatentActionModel, load_lam, save_lam
-from lara.train import distributed
-from lara.train.alignment import ALIGNMENT_FILE, AlignmentHead, load_alignment, save_alignment
-from lara.train.augment import random_shift
-from lara.train.batches import BatchCollator, StepBatchSampler, to_device
-from lara.train.checkpoint import list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint
-from lara.train.objective import JointObjective, LossWeights
-from lara.train.optim import build_optimizer, build_scheduler
+from lara_g1.lara.lam import LamConfig, LatentActionModel, load_lam, save_lam
+from lara_g1.lara.train import distributed
+from lara_g1.lara.train.alignment import ALIGNMENT_FILE, AlignmentHead, load_alignment, save_alignment
+from lara_g1.lara.train.augment import random_shift
+from lara_g1.lara.train.batches import BatchCollator, StepBatchSampler, to_device
+from lara_g1.lara.train.checkpoint import list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint
+from lara_g1.lara.train.objective import JointObjective, LossWeights
+from lara_g1.lara.train.optim import build_optimizer, build_scheduler
 
 LOG_NAME = "train_log.jsonl"
 SUMMARY_NAME = "train_summary.json"
@@ -134,11 +134,11 @@ class _Modules:
 
 
 def _build_modules(s: TrainSettings) -> _Modules:
-    from lara.model.config import PolicyConfig
+    from lara_g1.lara.model.config import PolicyConfig
 
     init_bundle = None
     if s.init is not None:
-        from lara.bundle import load_bundle
+        from lara_g1.lara.bundle import load_bundle
 
         init_bundle = load_bundle(s.init)
         config = init_bundle.config
@@ -184,7 +184,7 @@ def _build_modules(s: TrainSettings) -> _Modules:
 
 
 def _new_policy(config) -> nn.Module:
-    from lara.model.policy import LaraPolicy
+    from lara_g1.lara.model.policy import LaraPolicy
 
     return LaraPolicy(config)
 
@@ -245,8 +245,8 @@ def train(settings: TrainSettings) -> Path:
 
 
 def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
-    from lara.data.samples import LaraSampleDataset
-    from lara.processing import NormStats, Preprocessor
+    from lara_g1.lara.data.samples import LaraSampleDataset
+    from lara_g1.lara.processing import NormStats, Preprocessor
 
     if not s.dataset.is_dir():
         raise TrainError(f"--dataset {s.dataset} is not a directory")
@@ -361,7 +361,7 @@ def _write_outputs(s: TrainSettings, m: _Modules, stats, instructions: list[str]
     if records:
         summary["first"], summary["last"] = records[0], records[-1]
     if m.policy is not None:
-        from lara.bundle import save_bundle
+        from lara_g1.lara.bundle import save_bundle
 
         m.policy.eval()
         save_bundle(s.out, m.policy, m.config, stats, lam=m.lam, instructions=instructions,

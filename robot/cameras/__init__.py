@@ -4,10 +4,10 @@
 """
 from __future__ import annotations
 
-from robot.cameras.base import Camera, CameraError, Frame
-from robot.cameras.realsense import RealSenseCamera
-from robot.cameras.replay import ReplayCamera
-from robot.cameras.sim import SimCamera
+from lara_g1.robot.cameras.base import Camera, CameraError, Frame
+from lara_g1.robot.cameras.realsense import RealSenseCamera
+from lara_g1.robot.cameras.replay import ReplayCamera
+from lara_g1.robot.cameras.sim import SimCamera
 
 __all__ = ["Camera", "CameraError", "Frame", "RealSenseCamera", "ReplayCamera", "SimCamera", "make_camera"]
 

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from robot.cameras.base import Camera, CameraError, Frame
+from lara_g1.robot.cameras.base import Camera, CameraError, Frame
 
 
 def import_pyrealsense2():

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from robot.cameras.base import Camera, CameraError, Frame
-from robot.cameras.realsense import RealSenseCamera
+from lara_g1.robot.cameras.base import Camera, CameraError, Frame
+from lara_g1.robot.cameras.realsense import RealSenseCamera
 
 RECORDING_SUFFIXES = (".db3", ".bag")
 
@@ -32,7 +32,7 @@ class ReplayCamera(Camera):
                                                "realtime": self.realtime})
             self._recording.connect()
             return
-        from lara.data.lerobot import LeRobotDataset
+        from lara_g1.lara.data.lerobot import LeRobotDataset
         ds = LeRobotDataset(self.source)
         if not 0 <= self.episode < ds.num_episodes:
             raise CameraError(f"{self.source}: episode {self.episode} does not exist "

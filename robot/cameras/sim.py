@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 
-from robot.cameras.base import Camera, CameraError, Frame
-from robot.dds import participant as dds
-from robot.dds import topics
-from robot.dds.messages import Image_
+from lara_g1.robot.cameras.base import Camera, CameraError, Frame
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds import topics
+from lara_g1.robot.dds.messages import Image_
 
 
 class SimCamera(Camera):

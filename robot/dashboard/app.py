@@ -13,7 +13,7 @@ from typing import Any, Callable
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
+from lara_g1.runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 
@@ -22,7 +22,7 @@ __all__ = ["create_app", "RobotDashboard"]
 
 def create_app(status: Callable[[], dict[str, Any]], estop: Callable[[str], None]) -> FastAPI:
     app = FastAPI(title="lara-robot", docs_url=None, redoc_url=None, openapi_url=None)
-    page = dashboard_page("robot.dashboard")
+    page = dashboard_page("lara_g1.robot.dashboard")
     started = time.monotonic()
 
     @app.get("/healthz")

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from robot.dds.messages import NUM_MOTORS, LowCmd_, LowState_
+from lara_g1.robot.dds.messages import NUM_MOTORS, LowCmd_, LowState_
 
 LOWCMD_FORMAT = "<2B2x" + "B3x5fI" * NUM_MOTORS + "5I"
 LOWSTATE_FORMAT = "<2I2B2xI" + "13fh2x" + "B3x4f2hf7I" * NUM_MOTORS + "40B5I"

@@ -4,7 +4,7 @@ Subscribes ``rt/arm_sdk`` (``LowCmd_``; a wrong CRC or a non-finite value is rej
 counted), ``rt/inspire/cmd`` and the head command topic; publishes ``rt/lowstate`` (with CRC),
 ``rt/inspire/state``, the head state, the head camera (``lara_g1`` ``Image_``, rendered offscreen
 on its own thread at the policy's resolution so physics never waits for a frame) and answers
-:class:`robot.sim.control.SimControl` requests (reset, status).
+:class:`lara_g1.robot.sim.control.SimControl` requests (reset, status).
 
 Physics runs in real time in steps of ``model.opt.timestep`` (2 ms); when the host falls behind
 by more than ``MAX_CATCH_UP`` the simulator drops the lost time (counted as ``overruns``) rather
@@ -20,14 +20,14 @@ from collections import deque
 
 import numpy as np
 
-from robot.dds import participant as dds
-from robot.dds import topics
-from robot.dds.crc import lowcmd_crc, lowstate_crc
-from robot.dds.messages import (GoMotorState_, HeadCmd_, HeadState_, Image_, LowCmd_, LowState_,
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds import topics
+from lara_g1.robot.dds.crc import lowcmd_crc, lowstate_crc
+from lara_g1.robot.dds.messages import (GoMotorState_, HeadCmd_, HeadState_, Image_, LowCmd_, LowState_,
                                 MotorCmds_, MotorStates_, SimReply_, SimRequest_)
-from robot.g1 import G1Config
-from robot.hands import HandMapping, HandError
-from robot.sim.world import SimWorld
+from lara_g1.robot.g1 import G1Config
+from lara_g1.robot.hands import HandMapping, HandError
+from lara_g1.robot.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
 

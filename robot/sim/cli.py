@@ -44,7 +44,7 @@ def _check_gl(size, argv: list[str], chosen_by_user: bool) -> None:
             os.environ["MUJOCO_GL"] = "osmesa"
             os.environ.pop("PYOPENGL_PLATFORM", None)  # set to egl by the failed import
             os.environ["LARA_SIM_GL_FALLBACK"] = "1"
-            os.execv(sys.executable, [sys.executable, "-m", "robot.sim.cli", *argv])
+            os.execv(sys.executable, [sys.executable, "-m", "lara_g1.robot.sim.cli", *argv])
         raise SystemExit(f"lara-sim: cannot render offscreen with MUJOCO_GL={backend}: {exc}. Install the "
                          f"Debian packages libegl1 libegl-mesa0 (EGL) or libosmesa6 (MUJOCO_GL=osmesa), "
                          f"or run with --render none.") from exc
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         _check_gl(args.render, sys.argv[1:] if argv is None else list(argv), chosen_by_user)
 
-    from robot.sim.bridge import SimBridge
-    from robot.sim.world import SimWorld
+    from lara_g1.robot.sim.bridge import SimBridge
+    from lara_g1.robot.sim.world import SimWorld
 
     world = SimWorld(args.task, seed=args.seed)
     bridge = SimBridge(world, args.domain, args.interface, render_size=args.render,

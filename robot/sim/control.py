@@ -10,9 +10,9 @@ import json
 import secrets
 import time
 
-from robot.dds import participant as dds
-from robot.dds import topics
-from robot.dds.messages import SimReply_, SimRequest_
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds import topics
+from lara_g1.robot.dds.messages import SimReply_, SimRequest_
 
 
 class SimControlError(RuntimeError):

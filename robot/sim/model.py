@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import mujoco
 
-from lara.embodiment import Embodiment, load_embodiment
-from robot.kinematics import (LINK_TO_MUJOCO, load_arm_chains, load_head_mount, load_inspire_hand,
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.robot.kinematics import (LINK_TO_MUJOCO, load_arm_chains, load_head_mount, load_inspire_hand,
                               make_transform)
 
 TORSO_HEIGHT = 0.80          # torso_link above the floor (G1 standing: pelvis ~0.75 m)

@@ -8,9 +8,9 @@ import sys
 import tempfile
 import time
 
-from robot.dds import participant as dds
-from robot.dds import topics
-from robot.dds.messages import LowState_
+from lara_g1.robot.dds import participant as dds
+from lara_g1.robot.dds import topics
+from lara_g1.robot.dds.messages import LowState_
 
 
 class SimProcessError(RuntimeError):
@@ -32,7 +32,7 @@ class SimProcess:
 
     def command(self) -> list[str]:
         render = "none" if self.render_size is None else f"{self.render_size[1]}x{self.render_size[0]}"
-        return [sys.executable, "-m", "robot.sim.cli", "--task", self.task, "--domain", str(self.domain_id),
+        return [sys.executable, "-m", "lara_g1.robot.sim.cli", "--task", self.task, "--domain", str(self.domain_id),
                 "--interface", self.interface, "--render", render, "--seed", str(self.seed),
                 "--camera-fps", str(self.camera_fps), *self.extra_args]
 

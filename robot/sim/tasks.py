@@ -18,7 +18,7 @@ import abc
 
 import numpy as np
 
-from robot.sim.model import TABLE_TOP, TORSO_HEIGHT
+from lara_g1.robot.sim.model import TABLE_TOP, TORSO_HEIGHT
 
 TABLE_Z = TORSO_HEIGHT + TABLE_TOP  # table surface, world frame
 

@@ -1,6 +1,6 @@
 """The simulated G1's physics: joint tracking, Inspire hands, head, grasping and task stages.
 
-:class:`SimWorld` knows nothing about DDS; :mod:`robot.sim.bridge` feeds it the received
+:class:`SimWorld` knows nothing about DDS; :mod:`lara_g1.robot.sim.bridge` feeds it the received
 commands and publishes what it measures. Command semantics follow the robot:
 
 - arms track ``q`` with the received per-joint kp/kd (MuJoCo position actuators whose gains
@@ -23,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 import mujoco
 
-from lara.embodiment import Embodiment, load_embodiment
-from robot.kinematics import load_inspire_hand
-from robot.sim.model import build_mjcf, hand_joint_names
-from robot.sim.tasks import Task, make_task
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.robot.kinematics import load_inspire_hand
+from lara_g1.robot.sim.model import build_mjcf, hand_joint_names
+from lara_g1.robot.sim.tasks import Task, make_task
 
 HOLD_KP, HOLD_KD = 60.0, 1.5     # what the locomotion controller holds the arms with at weight 0
 CLOSE_AT, OPEN_AT = 0.5, 0.3     # hand closure thresholds for attach / release

@@ -1,4 +1,4 @@
-"""FastAPI app over a running :class:`runtime.server.PolicyServer` and its metrics object.
+"""FastAPI app over a running :class:`lara_g1.runtime.server.PolicyServer` and its metrics object.
 
 The page (``index.html``, plain JS + canvas, no external assets: robots' networks are often
 offline) polls ``/api/status`` and ``/api/last_actions`` and reloads ``/api/last_frame.jpg``.
@@ -13,10 +13,10 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
+from lara_g1.runtime.dashboard.http import BackgroundHTTPServer, dashboard_page
 
 if TYPE_CHECKING:
-    from runtime.server import PolicyServer
+    from lara_g1.runtime.server import PolicyServer
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 
@@ -34,7 +34,7 @@ def _jpeg(frame: np.ndarray | bytes) -> bytes:
 def create_app(server: "PolicyServer") -> FastAPI:
     app = FastAPI(title="lara-serve", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = server.metrics
-    page = dashboard_page("runtime.dashboard")
+    page = dashboard_page("lara_g1.runtime.dashboard")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -19,7 +19,7 @@ def dashboard_page(package: str) -> str:
     page = resources.files(package).joinpath("index.html").read_text(encoding="utf-8")
     if BASE_CSS_MARK not in page:
         raise ValueError(f"{package}/index.html has no {BASE_CSS_MARK} mark for the shared stylesheet")
-    css = resources.files("runtime.dashboard").joinpath("base.css").read_text(encoding="utf-8")
+    css = resources.files("lara_g1.runtime.dashboard").joinpath("base.css").read_text(encoding="utf-8")
     return page.replace(BASE_CSS_MARK, css)
 
 

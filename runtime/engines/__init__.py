@@ -1,4 +1,4 @@
-"""Inference engines behind one interface (:class:`runtime.engine.Engine`).
+"""Inference engines behind one interface (:class:`lara_g1.runtime.engine.Engine`).
 
 ``load_engine(bundle, "torch" | "ort" | "trt", **options)``:
 
@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.engine import Engine
-from runtime.engines.base import BundleSpec, EngineError, PipelineEngine
-from runtime.engines.optional import MissingExtraError
+from lara_g1.runtime.engine import Engine
+from lara_g1.runtime.engines.base import BundleSpec, EngineError, PipelineEngine
+from lara_g1.core.extras import MissingExtraError
 
 ENGINE_KINDS = ("torch", "ort", "trt")
 
@@ -28,9 +28,9 @@ __all__ = ["ENGINE_KINDS", "BundleSpec", "EngineError", "MissingExtraError", "Pi
 
 def load_bundle_spec(bundle_path: str | Path) -> BundleSpec:
     """Config, preprocessing and model id of a bundle, checked, without loading the torch weights."""
-    from lara.bundle import STATS_FILE, TOKENIZER_DIR, BundleError, read_bundle_config
-    from lara.embodiment import load_embodiment
-    from lara.processing import NormStats, Preprocessor, StatsError
+    from lara_g1.lara.bundle import STATS_FILE, TOKENIZER_DIR, BundleError, read_bundle_config
+    from lara_g1.core.embodiment import load_embodiment
+    from lara_g1.lara.processing import NormStats, Preprocessor, StatsError
 
     path = Path(bundle_path)
     raw = read_bundle_config(path)
@@ -54,8 +54,8 @@ def load_bundle_spec(bundle_path: str | Path) -> BundleSpec:
 def load_engine(bundle_path: str | Path, kind: str = "torch", **options: Any) -> Engine:
     """An engine of ``kind`` for the bundle at ``bundle_path`` (options: see the module docstring)."""
     if kind == "torch":
-        from lara.bundle import load_bundle
-        from runtime.engines.torch_engine import TorchEngine
+        from lara_g1.lara.bundle import load_bundle
+        from lara_g1.runtime.engines.torch_engine import TorchEngine
 
         device = options.pop("device", "cpu")
         bundle = load_bundle(bundle_path, device=device)
@@ -63,11 +63,11 @@ def load_engine(bundle_path: str | Path, kind: str = "torch", **options: Any) ->
                           model_id=bundle.model_id, embodiment=bundle.preprocessor.embodiment)
         return TorchEngine(spec, bundle.policy, device=device, **options)
     if kind == "ort":
-        from runtime.engines.ort_engine import OrtEngine
+        from lara_g1.runtime.engines.ort_engine import OrtEngine
 
         return OrtEngine(load_bundle_spec(bundle_path), **options)
     if kind == "trt":
-        from runtime.engines.trt_engine import TrtEngine
+        from lara_g1.runtime.engines.trt_engine import TrtEngine
 
         return TrtEngine(load_bundle_spec(bundle_path), **options)
     raise ValueError(f"unknown engine kind {kind!r}; use one of {', '.join(ENGINE_KINDS)}")

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from runtime.engine import Engine, InferenceResult, Observation
+from lara_g1.core.observation import InferenceResult, Observation
+from lara_g1.runtime.engine import Engine
 
 TIMING_KEYS = ("preprocess", "backbone", "action_head", "postprocess", "total")
 

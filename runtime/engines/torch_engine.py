@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from runtime.engines.base import BundleSpec, PipelineEngine, ms_since
+from lara_g1.runtime.engines.base import BundleSpec, PipelineEngine, ms_since
 
 
 class TorchEngine(PipelineEngine):

@@ -9,7 +9,7 @@
 - Per-stage times come from CUDA events recorded on the stream, read after that single wait.
 
 Engines built for another GPU or TensorRT version are refused before deserialisation (see
-:func:`policy_export.trt_build.check_compatible`).
+:func:`lara_g1.policy_export.trt_build.check_compatible`).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from policy_export.manifest import Artifact, Manifest, check_io, verify_files
-from policy_export.trt_build import check_compatible, engine_io, query_device
-from runtime.engines.base import BundleSpec, EngineError, PipelineEngine
-from runtime.engines.optional import cuda_runtime, require
+from lara_g1.lara.manifest import Artifact, Manifest, check_io, verify_files
+from lara_g1.policy_export.trt_build import check_compatible, engine_io, query_device
+from lara_g1.runtime.engines.base import BundleSpec, EngineError, PipelineEngine
+from lara_g1.core.extras import cuda_runtime, require
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
@@ -69,7 +69,7 @@ class TrtEngine(PipelineEngine):
         cuda("cudaSetDevice", device_index)
         device = query_device(device_index)
         manifest = Manifest.load(spec.path)
-        from runtime.engines.ort_engine import check_manifest_matches_bundle
+        from lara_g1.runtime.engines.ort_engine import check_manifest_matches_bundle
         check_manifest_matches_bundle(manifest, spec)
         self.manifest, self.precision = manifest, precision
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

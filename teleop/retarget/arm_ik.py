@@ -1,6 +1,6 @@
 """Inverse kinematics for one G1 arm: wrist pose -> 7 joint angles.
 
-Damped least squares on the chain of :mod:`robot.kinematics`, with
+Damped least squares on the chain of :mod:`lara_g1.robot.kinematics`, with
 
 - joint limits respected at every iterate (joints that sit on a limit and are pushed outward drop
   out of the step: a small active set, so the solver keeps converging along the free joints);
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.kinematics import ArmChain, rotation_log
+from lara_g1.robot.kinematics import ArmChain, rotation_log
 
 
 @dataclass

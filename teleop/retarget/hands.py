@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.kinematics import InspireHand, load_inspire_hand
+from lara_g1.robot.kinematics import InspireHand, load_inspire_hand
 
 # visionOS joints: 0 wrist, thumb 1-4, then per finger metacarpal, knuckle, int. base, int. tip, tip.
 FINGER_JOINTS = {"index": 5, "middle": 10, "ring": 15, "pinky": 20}

@@ -7,10 +7,10 @@ frame, the neutral head pitch and the wrist poses. Afterwards, with ``R_h`` the 
 - arm target position  = robot hand position in the calibration pose + scale * R_h^T (wrist - wrist_0)
 - arm target rotation  = (R_h^T  R_wrist R_wrist_0^T  R_h) @ robot hand rotation in that pose
 - head yaw / pitch     = the head's viewing direction in the operator frame, relative to neutral
-- hands                = :class:`teleop.retarget.hands.HandRetargeter`
+- hands                = :class:`lara_g1.teleop.retarget.hands.HandRetargeter`
 
 so the tracker's wrist-frame conventions cancel out and only relative motion reaches the robot.
-Arms are solved by :class:`teleop.retarget.arm_ik.ArmIK`, warm-started from the previous frame.
+Arms are solved by :class:`lara_g1.teleop.retarget.arm_ik.ArmIK`, warm-started from the previous frame.
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from configs import config_path
-from lara.embodiment import Embodiment, load_embodiment
-from robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
-from teleop.retarget.arm_ik import ArmIK, IKResult
-from teleop.retarget.hands import HandRetargeter
-from teleop.sources.base import TrackingSample
+from lara_g1.core.config import config_path
+from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
+from lara_g1.teleop.retarget.arm_ik import ArmIK, IKResult
+from lara_g1.teleop.retarget.hands import HandRetargeter
+from lara_g1.teleop.sources.base import TrackingSample
 
 SIDES = ("left", "right")
 

@@ -4,9 +4,9 @@
 """
 from __future__ import annotations
 
-from teleop.sources.base import TrackingError, TrackingLost, TrackingSample, TrackingSource
-from teleop.sources.replay import ReplaySource, TrackingRecorder, load_tracking_file
-from teleop.sources.synthetic import SyntheticSource
+from lara_g1.teleop.sources.base import TrackingError, TrackingLost, TrackingSample, TrackingSource
+from lara_g1.teleop.sources.replay import ReplaySource, TrackingRecorder, load_tracking_file
+from lara_g1.teleop.sources.synthetic import SyntheticSource
 
 __all__ = ["TrackingError", "TrackingLost", "TrackingSample", "TrackingSource", "ReplaySource",
            "TrackingRecorder", "SyntheticSource", "load_tracking_file", "make_source"]
@@ -16,7 +16,7 @@ def make_source(spec: str, *, avp_ip: str | None = None, episode_s: float | None
                 seed: int = 0) -> TrackingSource:
     """``avp`` (needs ``avp_ip``), ``replay:FILE`` or ``synthetic`` (episodes of ``episode_s``)."""
     if spec == "avp":
-        from teleop.sources.avp import AvpSource
+        from lara_g1.teleop.sources.avp import AvpSource
         return AvpSource(avp_ip or "")
     if spec.startswith("replay:"):
         path = spec[len("replay:"):]

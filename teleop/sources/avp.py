@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from teleop.sources.base import HAND_JOINTS, TrackingError, TrackingSample, TrackingSource
+from lara_g1.teleop.sources.base import HAND_JOINTS, TrackingError, TrackingSample, TrackingSource
 
 log = logging.getLogger(__name__)
 

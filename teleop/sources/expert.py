@@ -4,7 +4,7 @@ It plays the operator's part of teleoperation and nothing else: at the start of 
 reads the scene's privileged object poses (``SimControl.status()["objects"]``, randomised by the
 simulator per reset seed), plans where the robot's grasp points should go and when the hands
 close, and streams that as :class:`TrackingSample` s. Each planned hand pose is turned into the
-operator wrist pose that :class:`teleop.retarget.Retargeter` maps back onto it (the inverse of
+operator wrist pose that :class:`lara_g1.teleop.retarget.Retargeter` maps back onto it (the inverse of
 ``Retargeter.arm_target`` under the calibration this operator holds before the first episode),
 so retargeting IK, the safety filter, the G1 driver and the recorder run exactly as for a human.
 
@@ -40,10 +40,10 @@ from typing import Callable
 
 import numpy as np
 
-from robot.kinematics import axis_angle_matrix
-from teleop.retarget.retargeter import SIDES, Retargeter
-from teleop.sources.base import TrackingError, TrackingSample, TrackingSource
-from teleop.sources.hand_model import hand_skeleton
+from lara_g1.robot.kinematics import axis_angle_matrix
+from lara_g1.teleop.retarget.retargeter import SIDES, Retargeter
+from lara_g1.teleop.sources.base import TrackingError, TrackingSample, TrackingSource
+from lara_g1.teleop.sources.hand_model import hand_skeleton
 
 # The expert operator's body frame = the tracker's world frame (heading 0), and its neutral pose.
 NEUTRAL_HEAD = np.array([0.0, 0.0, 1.60])
@@ -88,7 +88,7 @@ class ExpertSource(TrackingSource):
             raise TrackingError(f"the expert knows the simulated tasks {TASKS}, not {task!r}")
         if rate_hz <= 0 or speed <= 0:
             raise ValueError(f"rate_hz and speed must be > 0, got {rate_hz}, {speed}")
-        from robot.sim.model import TORSO_HEIGHT, grasp_site_offset
+        from lara_g1.robot.sim.model import TORSO_HEIGHT, grasp_site_offset
 
         self.task, self._scene = task, scene
         self.rate_hz, self.speed = float(rate_hz), float(speed)
@@ -179,7 +179,7 @@ class ExpertSource(TrackingSource):
         return keys
 
     def _plan_pick_place(self, objects: dict) -> list[Key]:
-        from robot.sim.tasks import PickPlace
+        from lara_g1.robot.sim.tasks import PickPlace
 
         tomato, basket = self._torso(objects, "tomato"), self._torso(objects, "basket")
         up = np.array([0.0, 0.0, 1.0])
@@ -199,7 +199,7 @@ class ExpertSource(TrackingSource):
         ])
 
     def _plan_pour(self, objects: dict) -> list[Key]:
-        from robot.sim.tasks import Pour
+        from lara_g1.robot.sim.tasks import Pour
 
         bottle, cup = self._torso(objects, "bottle"), self._torso(objects, "cup")
         up = np.array([0.0, 0.0, 1.0])

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from teleop.sources.base import HAND_JOINTS, TrackingError, TrackingSample, TrackingSource
+from lara_g1.teleop.sources.base import HAND_JOINTS, TrackingError, TrackingSample, TrackingSource
 
 FORMAT = "lara-tracking-v1"
 _SHAPES = {"head": (4, 4), "left_wrist": (4, 4), "right_wrist": (4, 4),

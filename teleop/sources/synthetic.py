@@ -12,9 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from robot.kinematics import axis_angle_matrix
-from teleop.sources.base import TrackingSample, TrackingSource
-from teleop.sources.hand_model import hand_skeleton
+from lara_g1.robot.kinematics import axis_angle_matrix
+from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
+from lara_g1.teleop.sources.hand_model import hand_skeleton
 
 # Neutral pose in the operator's body frame (x forward, y left, z up, origin between the feet).
 NEUTRAL_HEAD = np.array([0.0, 0.0, 1.60])

@@ -1,0 +1,50 @@
+"""The paper preset's backbone kind (an Eagle-2-class transformers VLM) exports and matches torch.
+
+A tiny random SigLIP + projector + Qwen3 LlavaModel and a word-level tokenizer are saved to disk
+(no downloads), a bundle is built on them, and the ONNX export's parity gate must pass; the
+exported ort engine then gives torch's chunks at a batch size other than the traced one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lara_g1.lara.bundle import save_bundle
+from lara_g1.core.embodiment import load_embodiment
+from lara_g1.lara.model import LaraPolicy
+from lara_g1.lara.processing import NormStats
+from lara_g1.lara.manifest import Manifest
+from lara_g1.policy_export.onnx_export import export_onnx
+from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE
+from lara_g1.core.observation import Observation, make_noise
+from lara_g1.runtime.engines import load_engine
+
+from tests.helpers.eagle import eagle_config, save_tiny_eagle
+
+
+@pytest.fixture(scope="module")
+def eagle_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eagle")
+    config = eagle_config(save_tiny_eagle(root / "vlm"))
+    policy = LaraPolicy(config)
+    path = save_bundle(root / "bundle", policy, config, NormStats.from_embodiment(load_embodiment("g1")))
+    export_onnx(path, log=lambda _: None)
+    return path
+
+
+def test_eagle_backbone_export_passes_parity(eagle_bundle):
+    m = Manifest.load(eagle_bundle)
+    assert m.parity["onnx_fp32"]["backbone_max_abs_error"] <= ONNX_FP32_TOLERANCE
+    assert m.parity["onnx_fp32"]["chunk_max_abs_error"] <= ONNX_FP32_TOLERANCE
+    ids = m.get("backbone", "onnx", "fp32").inputs[1]
+    assert ids.name == "input_ids" and ids.shape == ("batch", 49 + 8)   # image placeholders + instruction
+
+
+def test_eagle_ort_engine_matches_torch_at_another_batch(eagle_bundle):
+    rng = np.random.default_rng(1)
+    obs = [Observation({"head": rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)},
+                       rng.uniform(-0.3, 0.3, 28).astype(np.float32), text) for text in
+           ("pick up the red cup", "put it in the box", None)]
+    noise = make_noise(3, 8, 32, seed=3)
+    ref = load_engine(eagle_bundle, "torch").infer(obs, noise).actions
+    got = load_engine(eagle_bundle, "ort").infer(obs, noise).actions
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)

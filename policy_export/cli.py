@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     trt_precision = args.precision or "fp16"
     try:
         if args.trt:   # fail before the export when TensorRT cannot be used here
-            from lara_g1.policy_export.trt_build import query_device
+            from lara_g1.policy_export.trt_session import query_device
             query_device()
         if onnx or (args.trt and not _has_onnx(args.bundle, trt_precision)):
             precisions = tuple(sorted({"fp32", args.precision or "fp32", trt_precision if args.trt else "fp32"}))

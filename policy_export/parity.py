@@ -92,14 +92,14 @@ def onnx_parity(policy: torch.nn.Module, preprocessor: Any, backbone_path: Path,
 def trt_parity(bundle: str | Path, precision: str, batch: int = 2, seed: int | None = None) -> float:
     """Whole-chunk max abs error of the TensorRT engines against torch fp32 (same inputs, noise)."""
     from lara_g1.lara.bundle import load_bundle
-    from lara_g1.runtime.engines import load_engine
+    from lara_g1.policy_export.trt_session import TrtSession
 
     b = load_bundle(bundle)
-    engine = load_engine(bundle, "trt", precision=precision)
+    session = TrtSession(bundle, precision)
     try:
         inputs, noise = random_inputs(b.preprocessor, b.config.horizon, b.config.max_action_dim, batch, seed)
         _, ref = torch_reference(b.policy, inputs, noise)
-        actions, _ = engine.run_model(inputs, noise)
+        actions, _ = session.run(inputs, noise)
     finally:
-        engine.close()
+        session.close()
     return float(np.max(np.abs(actions - ref)))

@@ -2,8 +2,8 @@
 
 A TensorRT engine only runs on the GPU model (compute capability) and TensorRT version it was built
 with. The engine file name carries all three (``action_head.fp16.NVIDIA-H100-80GB-HBM3.sm90.trt10.9.0.engine``),
-the manifest records them, and :func:`check_compatible` refuses a mismatch with a message that says
-to rebuild, before TensorRT would fail with an opaque deserialisation error.
+the manifest records them, and :func:`lara_g1.policy_export.trt_session.check_compatible` refuses a
+mismatch before an engine is loaded.
 
 Networks are strongly typed: the precision is the ONNX graph's own (the fp16/bf16 ONNX export casts
 the weights and the velocity network and keeps the Euler accumulation and the I/O in fp32), so the
@@ -14,35 +14,17 @@ engine computes in exactly the types that were exported and checked.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from lara_g1.core.extras import require
 from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
-from lara_g1.core.extras import cuda_runtime, require
+from lara_g1.policy_export.trt_session import DeviceInfo, TrtError, engine_io, query_device
 
 # Tolerances of the TensorRT build's parity check: max abs error of the normalised padded actions
 # of the whole chunk against torch fp32 on the same inputs and noise.
 TRT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 6e-2}
 DEFAULT_MAX_BATCH = 8
 ENGINE_SUFFIX = ".engine"
-
-
-class EngineMismatchError(ManifestError):
-    """A TensorRT engine built for another GPU model or TensorRT version."""
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """Where an engine is built or run: the GPU's name, its compute capability, the TensorRT version."""
-
-    gpu_name: str
-    compute_capability: str   # "9.0"
-    trt_version: str          # "10.9.0.34"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
-                "trt_version": self.trt_version}
 
 
 def _slug(text: str) -> str:
@@ -53,64 +35,6 @@ def engine_filename(stage: str, precision: str, device: DeviceInfo) -> str:
     """``{stage}.{precision}.{gpu}.sm{cc}.trt{version}.engine``, with names made file-system safe."""
     sm = "sm" + device.compute_capability.replace(".", "")
     return f"{stage}.{precision}.{_slug(device.gpu_name)}.{sm}.trt{_slug(device.trt_version)}{ENGINE_SUFFIX}"
-
-
-def _trt_major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:3])
-
-
-def check_compatible(artifact: Artifact, device: DeviceInfo, bundle: str | Path = "BUNDLE") -> None:
-    """Refuse an engine built for another GPU model, compute capability or TensorRT version."""
-    built = artifact.build
-    problems = []
-    if built.get("gpu_name") != device.gpu_name:
-        problems.append(f"GPU {built.get('gpu_name')!r} (this machine: {device.gpu_name!r})")
-    if built.get("compute_capability") != device.compute_capability:
-        problems.append(f"compute capability {built.get('compute_capability')} "
-                        f"(this machine: {device.compute_capability})")
-    if _trt_major_minor(str(built.get("trt_version", ""))) != _trt_major_minor(device.trt_version):
-        problems.append(f"TensorRT {built.get('trt_version')} (this machine: {device.trt_version})")
-    if problems:
-        raise EngineMismatchError(
-            f"the TensorRT engine {artifact.file.path} was built for {', '.join(problems)}. TensorRT engines "
-            f"only run where they were built: rebuild it on this machine with "
-            f"`lara-export {bundle} --trt --precision {artifact.precision}`")
-
-
-def query_device(device_index: int = 0) -> DeviceInfo:
-    """The current GPU and TensorRT version (needs the ``trt`` extra and a CUDA device)."""
-    trt = require("tensorrt", "trt", "TensorRT")
-    cudart = cuda_runtime()
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
-        raise RuntimeError(f"no CUDA device is visible (cudaGetDeviceCount: {err}); TensorRT needs an NVIDIA GPU")
-    err, prop = cudart.cudaGetDeviceProperties(device_index)
-    if int(err) != 0:
-        raise RuntimeError(f"cudaGetDeviceProperties({device_index}) failed: {err}")
-    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
-    return DeviceInfo(name, f"{prop.major}.{prop.minor}", trt.__version__)
-
-
-_TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT64": "int64", "INT32": "int32",
-               "BOOL": "bool"}
-
-
-def trt_dtype_name(trt: Any, dtype: Any) -> str:
-    for member, name in _TRT_DTYPES.items():
-        if hasattr(trt.DataType, member) and dtype == getattr(trt.DataType, member):
-            return name
-    return str(dtype)
-
-
-def engine_io(trt: Any, engine: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """An engine's inputs and outputs as TensorSpecs (dynamic dims are -1 in TensorRT, "batch" here)."""
-    inputs, outputs = [], []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        shape = tuple("batch" if (j == 0 and d == -1) else int(d) for j, d in enumerate(engine.get_tensor_shape(name)))
-        spec = TensorSpec(name, trt_dtype_name(trt, engine.get_tensor_dtype(name)), shape)
-        (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
-    return inputs, outputs
 
 
 def profile_shapes(inputs: list[TensorSpec], max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
@@ -137,7 +61,7 @@ def build_engine(onnx_path: Path, engine_path: Path, inputs: list[TensorSpec], m
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise TrtError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = builder.create_optimization_profile()
@@ -146,7 +70,7 @@ def build_engine(onnx_path: Path, engine_path: Path, inputs: list[TensorSpec], m
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+        raise TrtError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     tmp = engine_path.with_suffix(".tmp")
     tmp.write_bytes(bytes(serialized))
     tmp.replace(engine_path)
@@ -186,7 +110,7 @@ def build_trt(bundle: str | Path, precision: str = "fp16", max_batch: int = DEFA
         log(f"TensorRT {precision} parity against torch fp32 (whole chunk, max abs error): {error:.3g} "
             f"(tolerance {tol:g})")
         if not error <= tol:
-            raise RuntimeError(f"TensorRT {precision} engines exceed the parity tolerance: {error:.3g} > {tol:g}; "
+            raise TrtError(f"TensorRT {precision} engines exceed the parity tolerance: {error:.3g} > {tol:g}; "
                                f"they were removed")
     except BaseException:
         for art in built:          # engines that failed (or could not run) their check are not kept

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
-from lara_g1.policy_export.trt_build import (DeviceInfo, EngineMismatchError, check_compatible, engine_filename,
-                                     profile_shapes)
+from lara_g1.policy_export.trt_build import engine_filename, profile_shapes
+from lara_g1.policy_export.trt_session import DeviceInfo, EngineMismatchError, check_compatible
 from lara_g1.runtime.engines import load_engine
 from lara_g1.core.extras import MissingExtraError
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lara-serve: refusing to bind {args.bind} without a token (--token-file), since it is not a "
               f"loopback address; pass --insecure only on a trusted network", file=sys.stderr)
         return 2
-    from lara_g1.runtime.dashboard import DashboardServer
+    from lara_g1.runtime.dashboard.app import DashboardServer
     from lara_g1.runtime.dashboard.http import parse_hostport
 
     try:

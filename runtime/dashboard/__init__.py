@@ -1,4 +1,2 @@
-"""The lara-serve status dashboard (FastAPI): /, /healthz, /api/status, /metrics, the last frame and chunk."""
-from lara_g1.runtime.dashboard.app import DashboardServer, create_app
-
-__all__ = ["create_app", "DashboardServer"]
+"""The lara-serve status dashboard (FastAPI, :mod:`.app`): /, /healthz, /api/status, /metrics, the
+last frame and chunk; :mod:`.http` serves it (and lara-robot's status page) from a background thread."""

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from lara_g1.runtime.client import PolicyClient, ServerError
-from lara_g1.runtime.dashboard import DashboardServer
+from lara_g1.runtime.dashboard.app import DashboardServer
 from lara_g1.runtime.server import PolicyServer
 
 pytestmark = pytest.mark.timeout(120)

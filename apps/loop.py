@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from lara_g1.core.errors import LaraError
+
 TASKS = ("pick_place", "pour")
 # Policy variants: name -> (table label, extra lara-train joint arguments).
 VARIANTS = {"full": ("LARA full", []), "dit": ("LARA DiT-only", ["--no-align"])}
@@ -45,7 +47,7 @@ VARIANTS = {"full": ("LARA full", []), "dit": ("LARA DiT-only", ["--no-align"])}
 COLUMNS = {"pick_place": ("Pick", "Place", "Full"), "pour": ("Grasp-Left", "Grasp-Right", "Pour", "Full")}
 
 
-class LoopError(RuntimeError):
+class LoopError(LaraError, RuntimeError):
     pass
 
 

@@ -14,11 +14,12 @@ import numpy as np
 import yaml
 
 from lara_g1.core.config import config_path
+from lara_g1.core.errors import ConfigError
 
 MAX_EMBODIMENTS = 64
 
 
-class EmbodimentError(ValueError):
+class EmbodimentError(ConfigError):
     """An embodiment file that does not describe a valid layout."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from lara_g1.core.errors import LaraError
 
-class MissingExtraError(ImportError):
+
+class MissingExtraError(LaraError, ImportError):
     """An optional dependency is not installed; the message says which extra provides it."""
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lara_g1.core.errors import LaraError
 from lara_g1.lara import __version__
 from lara_g1.core.embodiment import EmbodimentError, load_embodiment
 from lara_g1.lara.model.config import ConfigError, PolicyConfig
@@ -46,7 +47,7 @@ TOKENIZER_DIR = "tokenizer"
 LAM_DIR = "lam"
 
 
-class BundleError(Exception):
+class BundleError(LaraError):
     """A bundle that cannot be loaded or written; the message names the file and the problem."""
 
 

@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lara_g1.core.errors import LaraError
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 STAGES = ("backbone", "action_head")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-class ManifestError(ValueError):
+class ManifestError(LaraError, ValueError):
     """A manifest that is missing, malformed, or does not match the files of its bundle."""
 
 

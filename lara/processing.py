@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.core.errors import LaraError
 from lara_g1.lara.model.config import PolicyConfig
 from lara_g1.core.observation import Observation
 
@@ -29,11 +30,11 @@ STAT_KEYS = ("min", "max", "mean", "std", "q01", "q99")
 _DEGENERATE = 1e-6
 
 
-class ObservationError(ValueError):
+class ObservationError(LaraError, ValueError):
     """An observation that cannot be turned into model inputs (wrong camera, shape, dtype, NaN)."""
 
 
-class StatsError(ValueError):
+class StatsError(LaraError, ValueError):
     """Normalisation statistics that are missing, the wrong size or not finite."""
 
 

@@ -14,13 +14,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lara_g1.core.errors import LaraError
 from lara_g1.lara.manifest import MANIFEST_NAME, Manifest, ManifestError, verify_files
 
 SERVING_FILES = ("config.json", "stats.json")
 SERVING_DIRS = ("tokenizer",)
 
 
-class DeployError(ValueError):
+class DeployError(LaraError, ValueError):
     pass
 
 

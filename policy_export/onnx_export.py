@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 import torch
 
+from lara_g1.core.errors import LaraError
 from lara_g1.policy_export.graphs import (BACKBONE_INPUTS, BACKBONE_OUTPUTS, HEAD_INPUTS, HEAD_OUTPUTS, BackboneGraph,
                                   DeployedActionHead)
 from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
@@ -36,7 +37,7 @@ _ONNX_DTYPES = {"FLOAT": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16"
                 "INT32": "int32", "BOOL": "bool"}
 
 
-class ExportError(RuntimeError):
+class ExportError(LaraError, RuntimeError):
     """An export that failed its checks (onnx.checker, parity); nothing was recorded."""
 
 

@@ -27,7 +27,7 @@ from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Obse
 from lara_g1.robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
                               write_results)
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
-from lara_g1.robot.safety import EStop, SafetyError
+from lara_g1.robot.safety import EStop, SafetyConfigError, SafetyError
 
 log = logging.getLogger("lara-robot")
 
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         task = load_tasks()[args.task]
         embodiment = load_embodiment("g1")
         config.safety.max_step(embodiment)      # the rates name every joint group
-    except (ControlError, EvaluationError, SafetyError) as exc:
+    except (ControlError, EvaluationError, SafetyConfigError) as exc:
         print(f"lara-robot: {exc}", file=sys.stderr)
         return 2
     estop = EStop()

@@ -26,15 +26,16 @@ import numpy as np
 import yaml
 
 from lara_g1.core.embodiment import Embodiment
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.interface import Robot
-from lara_g1.robot.safety import EStop, Phase, SafetyConfig, SafetyError, SafetyFilter, control_config_path
+from lara_g1.robot.safety import EStop, Phase, SafetyConfig, SafetyConfigError, SafetyFilter, control_config_path
 from lara_g1.robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
 
 log = logging.getLogger(__name__)
 
 
-class ControlError(RuntimeError):
+class ControlError(LaraError, RuntimeError):
     """The control loop cannot run (bad settings, no robot state, no chunk from the server)."""
 
 
@@ -65,7 +66,7 @@ class ControlConfig:
         """A bundled config by name (``default``) or a YAML file by path."""
         try:
             path = control_config_path(name_or_path)
-        except SafetyError as exc:
+        except SafetyConfigError as exc:
             raise ControlError(str(exc)) from None
         try:
             raw = yaml.safe_load(path.read_text())
@@ -93,7 +94,7 @@ class ControlConfig:
             safety = SafetyConfig.from_dict(raw["safety"], f"{source}: safety")
             scheduler = SchedulerConfig.from_dict(raw.get("scheduler") or {}, f"{source}: scheduler")
             run = RunConfig(**{k: _run_value(k, v) for k, v in run_raw.items()})
-        except (SafetyError, SchedulerError) as exc:
+        except (SafetyConfigError, SchedulerError) as exc:
             raise ControlError(str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise ControlError(f"{source}: run: {exc}") from None

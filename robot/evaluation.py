@@ -20,12 +20,13 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from lara_g1.core.config import config_path
+from lara_g1.core.errors import LaraError
 
 
 FULL = "Full"  # the last stage of every task: full success
 
 
-class EvaluationError(ValueError):
+class EvaluationError(LaraError, ValueError):
     """A task or a trial record that does not fit the protocol."""
 
 

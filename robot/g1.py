@@ -29,6 +29,7 @@ from cyclonedds.util import duration
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.core.errors import ConfigError
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.crc import lowcmd_crc
@@ -41,7 +42,7 @@ ARM_MODE_ENABLE = 1
 log = logging.getLogger(__name__)
 
 
-class G1ConfigError(ValueError):
+class G1ConfigError(ConfigError):
     pass
 
 

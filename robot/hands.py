@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lara_g1.core.embodiment import Embodiment
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds.messages import GoMotorCmd_, MotorCmds_, MotorStates_
 
@@ -35,7 +36,7 @@ FTP_ANGLE_ACT = 1546
 FTP_FULL_SCALE = 1000      # register value of a fully open actuator
 
 
-class HandError(RuntimeError):
+class HandError(LaraError, RuntimeError):
     """A hand that cannot be reached or answers something we cannot use."""
 
 

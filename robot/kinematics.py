@@ -22,9 +22,10 @@ import yaml
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.core.errors import ConfigError
 
 
-class KinematicsError(ValueError):
+class KinematicsError(ConfigError):
     """A kinematics file that does not describe a valid chain."""
 
 

@@ -36,6 +36,7 @@ import yaml
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import Embodiment
+from lara_g1.core.errors import ConfigError, LaraError
 from lara_g1.robot.interface import Robot
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,17 @@ log = logging.getLogger(__name__)
 _CONTINUOUS = ("joint_limit", "step_clamp")
 
 
-class SafetyError(ValueError):
-    """A safety setting or a start condition that is not acceptable."""
+class SafetyError(LaraError):
+    """Base of the safety filter's errors: :class:`SafetyConfigError` or :class:`SafetyStateError`."""
+
+
+class SafetyConfigError(SafetyError, ConfigError):
+    """A safety setting that is not acceptable (a control config's ``safety:`` section)."""
+
+
+class SafetyStateError(SafetyError, RuntimeError):
+    """A state in which the filter will not start or step: the e-stop is engaged, it was started
+    twice or stepped before its start, or the measured pose it should start from is unusable."""
 
 
 def control_config_path(name_or_path: str | Path) -> Path:
@@ -55,10 +65,10 @@ def control_config_path(name_or_path: str | Path) -> Path:
         try:
             return config_path(f"control/{name_or_path}.yaml")
         except FileNotFoundError:
-            raise SafetyError(f"no control config named {name_or_path!r} in configs/control/ "
-                              f"and no such file") from None
+            raise SafetyConfigError(f"no control config named {name_or_path!r} in configs/control/ "
+                                    f"and no such file") from None
     if not path.is_file():
-        raise SafetyError(f"control config {path} does not exist")
+        raise SafetyConfigError(f"control config {path} does not exist")
     return path
 
 
@@ -85,31 +95,31 @@ class SafetyConfig:
         try:
             raw = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise SafetyError(f"{path}: cannot read: {exc}") from exc
+            raise SafetyConfigError(f"{path}: cannot read: {exc}") from exc
         if not isinstance(raw, Mapping) or "safety" not in raw:
-            raise SafetyError(f"{path}: no 'safety' section")
+            raise SafetyConfigError(f"{path}: no 'safety' section")
         return cls.from_dict(raw["safety"], f"{path}: safety")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<safety>") -> "SafetyConfig":
         if not isinstance(raw, Mapping):
-            raise SafetyError(f"{source}: expected a mapping, got {type(raw).__name__}")
+            raise SafetyConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise SafetyError(f"{source}: unknown safety keys {unknown}; known: {sorted(known)}")
+            raise SafetyConfigError(f"{source}: unknown safety keys {unknown}; known: {sorted(known)}")
         values = dict(raw)
         if "max_velocity" in values:
             mv = values["max_velocity"]
             if not isinstance(mv, Mapping) or not mv:
-                raise SafetyError(f"{source}: max_velocity must map joint groups to rates")
+                raise SafetyConfigError(f"{source}: max_velocity must map joint groups to rates")
             values["max_velocity"] = {str(k): float(v) for k, v in mv.items()}
         for key in known - {"max_velocity"}:
             if key in values:
                 try:
                     values[key] = float(values[key])
                 except (TypeError, ValueError):
-                    raise SafetyError(f"{source}: {key} must be a number, got {values[key]!r}") from None
+                    raise SafetyConfigError(f"{source}: {key} must be a number, got {values[key]!r}") from None
         cfg = cls(**values)
         cfg.validate(source)
         return cfg
@@ -117,7 +127,7 @@ class SafetyConfig:
     def validate(self, source: str = "<safety>") -> None:
         def check(ok: bool, msg: str) -> None:
             if not ok:
-                raise SafetyError(f"{source}: {msg}")
+                raise SafetyConfigError(f"{source}: {msg}")
 
         check(self.command_hz >= 100.0, f"command_hz must be >= 100 (DESIGN.md §7), got {self.command_hz}")
         check(1.0 <= self.ramp_in_s <= 3.0, f"ramp_in_s must be within 1..3 s, got {self.ramp_in_s}")
@@ -138,8 +148,8 @@ class SafetyConfig:
         missing = sorted(names - set(self.max_velocity))
         extra = sorted(set(self.max_velocity) - names)
         if missing or extra:
-            raise SafetyError(f"max_velocity must name exactly the joint groups of embodiment "
-                              f"{embodiment.name!r}: missing {missing}, unknown {extra}")
+            raise SafetyConfigError(f"max_velocity must name exactly the joint groups of embodiment "
+                                    f"{embodiment.name!r}: missing {missing}, unknown {extra}")
         step = np.zeros(embodiment.dim, dtype=np.float64)
         for g in embodiment.groups:
             step[g.slice] = self.max_velocity[g.name] / self.command_hz
@@ -267,13 +277,13 @@ class SafetyFilter:
         q = np.asarray(measured_q, dtype=np.float64)
         with self._lock:
             if self._phase is not Phase.IDLE:
-                raise SafetyError(f"start() called twice (phase {self._phase.value})")
+                raise SafetyStateError(f"start() called twice (phase {self._phase.value})")
             if self.estop_latch.triggered:
-                raise SafetyError(f"e-stop engaged ({self.estop_latch.reason}); not starting")
+                raise SafetyStateError(f"e-stop engaged ({self.estop_latch.reason}); not starting")
             if q.shape != (self.embodiment.dim,):
-                raise SafetyError(f"measured pose has shape {q.shape}, expected ({self.embodiment.dim},)")
+                raise SafetyStateError(f"measured pose has shape {q.shape}, expected ({self.embodiment.dim},)")
             if not np.all(np.isfinite(q)):
-                raise SafetyError("measured pose has non-finite values; not starting")
+                raise SafetyStateError("measured pose has non-finite values; not starting")
             clipped = self.embodiment.clip(q).astype(np.float64)
             if not np.array_equal(clipped, q):
                 self._intervene("joint_limit", f"measured pose outside limits at start: "
@@ -305,7 +315,7 @@ class SafetyFilter:
         now = self._clock() if now is None else now
         with self._lock:
             if self._phase is Phase.IDLE:
-                raise SafetyError("step() before start(): the filter needs the measured pose first")
+                raise SafetyStateError("step() before start(): the filter needs the measured pose first")
             if self._phase is Phase.STOPPED:
                 return self._last_cmd.astype(np.float32), 0.0
             assert self._last_cmd is not None and self._q0 is not None and self._target is not None

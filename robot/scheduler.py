@@ -28,10 +28,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
+
 log = logging.getLogger(__name__)
 
 
-class SchedulerError(ValueError):
+class SchedulerError(LaraError, ValueError):
     """A scheduler setting or a chunk that is not acceptable."""
 
 

@@ -15,10 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 import zmq
 
+from lara_g1.core.errors import LaraError
 from lara_g1.runtime import protocol as P
 
 
-class ServerError(RuntimeError):
+class ServerError(LaraError, RuntimeError):
     """The server answered with an error (``code`` is one of runtime.protocol.ERROR_CODES)."""
 
     def __init__(self, code: str, message: str):
@@ -27,7 +28,7 @@ class ServerError(RuntimeError):
         self.message = message
 
 
-class ServerTimeout(TimeoutError):
+class ServerTimeout(LaraError, TimeoutError):
     """No reply within the timeout (the server is down, unreachable or overloaded)."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import msgpack
 import numpy as np
 
+from lara_g1.core.errors import LaraError
 from lara_g1.core.observation import Observation
 
 PROTOCOL_VERSION = 1
@@ -49,7 +50,7 @@ GROOT_ENDPOINTS = ("ping", "get_action", "get_modality_config")
 _WIRE_KINDS = "biuf"
 
 
-class ProtocolError(Exception):
+class ProtocolError(LaraError):
     """A request the server answers with an error reply instead of a result."""
 
     def __init__(self, code: str, message: str, request_id: Any = None):

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
+
 log = logging.getLogger("lara-teleop")
 
 SIM_DOMAIN = 1   # Unitree's simulator convention (DESIGN.md §7)
 
 
-class CliError(RuntimeError):
+class CliError(LaraError, RuntimeError):
     pass
 
 

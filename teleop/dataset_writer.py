@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lara_g1.core.errors import LaraError
 from lara_g1.lara.data import format as fmt
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.stats import compute_stats, histogram_stats, image_histogram, to_json
@@ -38,7 +39,7 @@ DEFAULT_CAMERAS = {"head": (480, 640)}
 LOCK_NAME = "writer.lock"
 
 
-class DatasetWriterError(RuntimeError):
+class DatasetWriterError(LaraError, RuntimeError):
     """The writer cannot do what was asked (wrong order of calls, incompatible dataset)."""
 
 

@@ -31,6 +31,7 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.safety import Phase, SafetyFilter
 from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys
@@ -41,7 +42,7 @@ from lara_g1.teleop.sources.replay import TrackingRecorder
 log = logging.getLogger(__name__)
 
 
-class SessionError(RuntimeError):
+class SessionError(LaraError, RuntimeError):
     pass
 
 

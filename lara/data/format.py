@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lara_g1.core.errors import LaraError
+
 CODEBASE_VERSION = "v3.0"
 
 INFO_PATH = "meta/info.json"
@@ -65,7 +67,7 @@ QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 STAT_KEYS = ("min", "max", "mean", "std", "count", *QUANTILES)
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(LaraError, ValueError):
     """A dataset on disk that does not follow the LeRobot v3.0 format. The message names the
     file and the problem."""
 

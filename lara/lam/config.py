@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from lara_g1.core.errors import ConfigError
+
 # ViT-MAE architectures (transformers' ViTMAEConfig keyword arguments) per preset.
 _MAE_TINY = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
@@ -50,7 +52,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 PRESETS = tuple(_PRESETS)
 
 
-class LamConfigError(ValueError):
+class LamConfigError(ConfigError):
     """A LAM configuration that cannot describe a model."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from lara_g1.core.errors import LaraError
 from lara_g1.lara.lam.config import LamConfig, LamConfigError
 from lara_g1.lara.lam.model import LatentActionModel
 
@@ -20,7 +21,7 @@ FORMAT_VERSION = 1
 CLASS_NAME = f"{LatentActionModel.__module__}.{LatentActionModel.__qualname__}"
 
 
-class LamLoadError(ValueError):
+class LamLoadError(LaraError, ValueError):
     """A LAM directory that cannot be loaded; the message says what is wrong."""
 
 

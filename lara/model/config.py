@@ -13,13 +13,10 @@ from typing import Any
 import yaml
 
 from lara_g1.core.config import config_path
+from lara_g1.core.errors import ConfigError  # raised here for configurations that cannot build a model
 
 PRESETS = ("tiny", "small", "paper")
 BACKBONES = ("standin", "eagle")
-
-
-class ConfigError(ValueError):
-    """A policy configuration that cannot build a model."""
 
 
 @dataclass

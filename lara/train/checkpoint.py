@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
+from lara_g1.core.errors import LaraError
+
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{7})\.pt$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LaraError, ValueError):
     """A checkpoint that cannot be resumed from; the message says why."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lara_g1.core.errors import ConfigError
 from lara_g1.lara.lam import LamConfig, LatentActionModel, load_lam, save_lam
 from lara_g1.lara.train import distributed
 from lara_g1.lara.train.alignment import ALIGNMENT_FILE, AlignmentHead, load_alignment, save_alignment
@@ -45,7 +46,7 @@ PRESET_DEFAULTS = {
 }
 
 
-class TrainError(ValueError):
+class TrainError(ConfigError):
     """Settings or inputs a run cannot start from; the message says what to change."""
 
 

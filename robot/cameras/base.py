@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
 
-class CameraError(RuntimeError):
+
+class CameraError(LaraError, RuntimeError):
     """A camera that cannot be opened or stopped delivering frames."""
 
 

@@ -10,12 +10,13 @@ import json
 import secrets
 import time
 
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.messages import SimReply_, SimRequest_
 
 
-class SimControlError(RuntimeError):
+class SimControlError(LaraError, RuntimeError):
     pass
 
 

@@ -8,12 +8,13 @@ import sys
 import tempfile
 import time
 
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.messages import LowState_
 
 
-class SimProcessError(RuntimeError):
+class SimProcessError(LaraError, RuntimeError):
     pass
 
 

@@ -14,13 +14,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
 from lara_g1.core.observation import InferenceResult, Observation
 from lara_g1.runtime.engine import Engine
 
 TIMING_KEYS = ("preprocess", "backbone", "action_head", "postprocess", "total")
 
 
-class EngineError(RuntimeError):
+class EngineError(LaraError, RuntimeError):
     """An engine that cannot be built from this bundle, or a request it cannot serve."""
 
 

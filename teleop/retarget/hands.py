@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.kinematics import InspireHand, load_inspire_hand
 
 # visionOS joints: 0 wrist, thumb 1-4, then per finger metacarpal, knuckle, int. base, int. tip, tip.
@@ -28,7 +29,7 @@ FEATURES = ("pinky", "ring", "middle", "index", "thumb_bend", "thumb_rotation")
 MIN_RANGE = 0.05   # rad: a calibration whose open and closed features are closer is rejected
 
 
-class HandCalibrationError(ValueError):
+class HandCalibrationError(LaraError, ValueError):
     pass
 
 

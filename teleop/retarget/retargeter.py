@@ -23,6 +23,7 @@ import yaml
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import Embodiment, load_embodiment
+from lara_g1.core.errors import LaraError
 from lara_g1.robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
 from lara_g1.teleop.retarget.arm_ik import ArmIK, IKResult
 from lara_g1.teleop.retarget.hands import HandRetargeter
@@ -31,7 +32,7 @@ from lara_g1.teleop.sources.base import TrackingSample
 SIDES = ("left", "right")
 
 
-class RetargetError(ValueError):
+class RetargetError(LaraError, ValueError):
     pass
 
 

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lara_g1.core.errors import LaraError
+
 HAND_JOINTS = 25
 
 
-class TrackingError(RuntimeError):
+class TrackingError(LaraError, RuntimeError):
     """A tracking source cannot deliver (not installed, not reachable, bad file)."""
 
 

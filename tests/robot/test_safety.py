@@ -9,7 +9,8 @@ import pytest
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.control import ControlConfig
 from lara_g1.robot.interface import Robot, RobotState
-from lara_g1.robot.safety import EStop, Phase, SafetyConfig, SafetyError, SafetyFilter
+from lara_g1.robot.safety import (EStop, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
+                                  SafetyStateError)
 
 EMB = load_embodiment("g1")
 CFG = ControlConfig.load("default").safety
@@ -219,8 +220,9 @@ def test_estop_from_another_thread_fades_out_latched():
     assert t - t0 <= CFG.fade_s + 2 * PERIOD
     assert f.interventions["estop"] == 1
     assert "dashboard" in f.fade_reason
-    with pytest.raises(SafetyError):
+    with pytest.raises(SafetyStateError, match="e-stop engaged") as info:
         SafetyFilter(EMB, f.config, robot, estop=f.estop_latch).start(EMB.default_pose)
+    assert not isinstance(info.value, ValueError)     # a state of the world, not a bad value
 
 
 def test_context_manager_fades_out_on_exception():
@@ -252,11 +254,11 @@ def test_shared_estop_latch_reaches_every_filter():
 
 def test_step_before_start_and_bad_start_pose_are_refused():
     robot, f = make()
-    with pytest.raises(SafetyError, match="before start"):
+    with pytest.raises(SafetyStateError, match="before start"):
         f.step(EMB.default_pose, 0.0)
     bad = EMB.default_pose.copy()
     bad[2] = np.nan
-    with pytest.raises(SafetyError, match="non-finite"):
+    with pytest.raises(SafetyStateError, match="non-finite"):
         f.start(bad)
     assert robot.sent == []
 
@@ -269,19 +271,19 @@ def test_step_before_start_and_bad_start_pose_are_refused():
     ({"bogus": 1}, "unknown"),
 ])
 def test_bad_safety_settings_are_named(override, match):
-    with pytest.raises(SafetyError, match=match):
+    with pytest.raises(SafetyConfigError, match=match):
         make(**override)
 
 
 def test_max_velocity_must_cover_every_joint_group():
     cfg = SafetyConfig.from_dict({"max_velocity": {"left_arm": 1.0}})
-    with pytest.raises(SafetyError, match="missing"):
+    with pytest.raises(SafetyConfigError, match="missing"):
         SafetyFilter(EMB, cfg, RecordingRobot(EMB.default_pose))
 
 
 def test_safety_config_loads_by_name_for_every_command_source():
     assert SafetyConfig.load("default") == CFG
-    with pytest.raises(SafetyError, match="no control config named"):
+    with pytest.raises(SafetyConfigError, match="no control config named"):
         SafetyConfig.load("nope")
 
 

@@ -1,4 +1,4 @@
-"""``python -m lara_g1.apps.loop``: the whole loop in simulation, with numbers (issue 7).
+"""``python -m lara_g1.apps.loop``: the whole loop in simulation, with numbers (docs/RESULTS.md).
 
     python -m lara_g1.apps.loop [--workdir runs/loop] [--tasks pick_place pour] [--episodes 50]
                         [--steps 10000] [--trials 50] [--preset tiny] [--seed 0]

@@ -1,6 +1,6 @@
 """The policy bundle: the directory that moves between training, export and serving.
 
-Layout (DESIGN.md §4)::
+Layout (docs/POLICY.md, "The policy bundle")::
 
     config.json        format_version, lara_version, model_id, policy (PolicyConfig), embodiment
                        (its layout at save time), instructions, weights_sha256, extra

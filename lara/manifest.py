@@ -1,6 +1,6 @@
 """The export manifest: what was exported, how, with which checksums and which measured parity.
 
-``lara-export`` writes ``manifest.json`` at the root of the bundle (DESIGN.md §4). It lists every
+``lara-export`` writes ``manifest.json`` at the root of the bundle (docs/POLICY.md, "The policy bundle"). It lists every
 exported artifact (ONNX graphs, TensorRT engines) with its path inside the bundle, its sha256,
 its size, the names, dtypes and shapes of its inputs and outputs, and how it was produced. The
 engines read it back and verify the files against it before loading anything, so a stale,

@@ -31,7 +31,7 @@ from lara_g1.robot.safety import EStop, SafetyConfigError, SafetyError
 
 log = logging.getLogger("lara-robot")
 
-SIM_DOMAIN = 1  # Unitree's simulator convention (DESIGN.md §7)
+SIM_DOMAIN = 1  # Unitree's simulator convention (docs/ROBOT.md, "Domains")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Evaluation over N trials with the paper's G1-Real metrics (DESIGN.md §7).
+"""Evaluation over N trials with the paper's G1-Real metrics (docs/CONTROL.md, "Evaluation").
 
 Each trial records a success flag per stage (in sim from ``SimControl.status()``, on the robot
 from the operator). From the trials:

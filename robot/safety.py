@@ -1,4 +1,4 @@
-"""The safety filter: the one gate between any command source and the motors (DESIGN.md §7).
+"""The safety filter: the one gate between any command source and the motors (docs/CONTROL.md, "The safety filter").
 
 Every command the policy (``lara-robot``) or teleop (``lara-teleop``) wants to send goes through
 :meth:`SafetyFilter.step`, which sends what is safe to the :class:`lara_g1.robot.interface.Robot` and
@@ -129,7 +129,7 @@ class SafetyConfig:
             if not ok:
                 raise SafetyConfigError(f"{source}: {msg}")
 
-        check(self.command_hz >= 100.0, f"command_hz must be >= 100 (DESIGN.md §7), got {self.command_hz}")
+        check(self.command_hz >= 100.0, f"command_hz must be >= 100 (docs/CONTROL.md), got {self.command_hz}")
         check(1.0 <= self.ramp_in_s <= 3.0, f"ramp_in_s must be within 1..3 s, got {self.ramp_in_s}")
         check(0.0 < self.command_timeout_s <= 0.2,
               f"command_timeout_s must be within (0, 0.2] s, got {self.command_timeout_s}")

@@ -1,4 +1,4 @@
-"""Asynchronous execution of action chunks (DESIGN.md §7).
+"""Asynchronous execution of action chunks (docs/CONTROL.md, "The chunk scheduler").
 
 The policy returns chunks of H actions spaced at the policy rate (30 Hz): action ``k`` of a
 chunk computed from an observation taken at ``t_obs`` is the target for ``t_obs + k / policy_hz``.

@@ -26,7 +26,7 @@ from lara_g1.core.errors import LaraError
 
 log = logging.getLogger("lara-teleop")
 
-SIM_DOMAIN = 1   # Unitree's simulator convention (DESIGN.md §7)
+SIM_DOMAIN = 1   # Unitree's simulator convention (docs/ROBOT.md, "Domains")
 
 
 class CliError(LaraError, RuntimeError):

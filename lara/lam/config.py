@@ -1,6 +1,6 @@
 """Sizes of the Latent Action Model (LAM), one preset per policy preset.
 
-The LAM is Moto-style (DESIGN.md §3): a frozen ViT-MAE encoder looks at frame t and frame t+k,
+The LAM is Moto-style (docs/POLICY.md, "Training only"): a frozen ViT-MAE encoder looks at frame t and frame t+k,
 an M-Former with 8 learnable queries summarises the motion between them, a down-resampler maps
 each query to a 32-D continuous latent (z is 8 x 32), a 128 x 32 VQ codebook quantises it, an
 up-resampler and a ViT decoder rebuild frame t+k from frame t plus the quantised motion tokens.

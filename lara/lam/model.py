@@ -1,4 +1,4 @@
-"""The Latent Action Model (Moto-style; DESIGN.md §3).
+"""The Latent Action Model (Moto-style; docs/POLICY.md, "Training only").
 
 frame t, frame t+k ──► frozen ViT-MAE ──► M-Former (learnable queries attend to both frames)
   ──► down-resampler ──► z [B, 8, 32] (continuous; the alignment target)

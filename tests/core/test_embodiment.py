@@ -1,4 +1,4 @@
-"""The 28-D G1 layout (DESIGN.md §2) and the validation of embodiment files."""
+"""The 28-D G1 layout (docs/EMBODIMENT.md) and the validation of embodiment files."""
 from __future__ import annotations
 
 import copy

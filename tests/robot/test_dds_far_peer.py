@@ -6,7 +6,7 @@ subprocess (two DDS libraries in one process is asking for trouble). Its DDS con
 accepts domain 0, so this test isolates itself with a discovery tag on loopback.
 
 With the ``cyclonedds`` 11 Python wheel the 0.10.2 peer rejects our type objects
-("ddsi_xt_type_init_impl with invalid type object") and crashes: DESIGN.md §7's known limit,
+("ddsi_xt_type_init_impl with invalid type object") and crashes: the known limit of docs/ROBOT.md, "DDS versions",
 reported as a skip with that reason. Under Python 3.10 + cyclonedds 0.10.x (the robot-facing
 setup, docs/ROBOT.md) the same test checks data in both directions.
 """

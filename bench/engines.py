@@ -73,7 +73,7 @@ def measure(engines: dict, batch: int, iters: int, warmup: int, log) -> dict[str
 
     first = next(iter(engines.values()))
     camera = first.spec.config.cameras[0]
-    obs, noise = observations(batch, camera, seed=batch), make_noise(batch, first.spec.horizon, first.spec.action_dim, 0)
+    obs, noise = observations(batch, camera, seed=batch), make_noise(batch, first.spec.horizon, first.spec.max_action_dim, 0)
     for name, e in engines.items():
         t0 = time.perf_counter()
         for _ in range(warmup):

@@ -56,7 +56,7 @@ def engine_time(engine, state, images, n: int) -> list[float]:
     obs = [Observation(images=images, state=state)]
     out = []
     for i in range(n):
-        noise = make_noise(1, meta["horizon"], meta["action_dim"], i)
+        noise = make_noise(1, meta["horizon"], meta["max_action_dim"], i)
         t = time.perf_counter()
         engine.infer(obs, noise=noise)
         out.append((time.perf_counter() - t) * 1000.0)

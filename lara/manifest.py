@@ -107,8 +107,8 @@ class Manifest:
     embodiment_id: int
     horizon: int
     denoising_steps: int
-    action_dim: int                  # padded (max_action_dim)
-    state_dim: int                   # padded (max_state_dim)
+    max_action_dim: int              # the model's padded widths (PolicyConfig.max_action_dim, max_state_dim);
+    max_state_dim: int               # in manifest.json under "action_dim" and "state_dim"
     opset: int
     export: dict[str, Any] = field(default_factory=dict)   # exporter, versions, created_utc, settings
     artifacts: dict[str, Artifact] = field(default_factory=dict)
@@ -134,7 +134,7 @@ class Manifest:
             "format_version": self.format_version, "model_id": self.model_id,
             "embodiment": self.embodiment, "embodiment_id": self.embodiment_id,
             "horizon": self.horizon, "denoising_steps": self.denoising_steps,
-            "action_dim": self.action_dim, "state_dim": self.state_dim, "opset": self.opset,
+            "action_dim": self.max_action_dim, "state_dim": self.max_state_dim, "opset": self.opset,
             "export": self.export, "parity": self.parity,
             "artifacts": {k: a.to_dict() for k, a in sorted(self.artifacts.items())},
         }
@@ -149,7 +149,7 @@ class Manifest:
             m = cls(
                 model_id=str(d["model_id"]), embodiment=str(d["embodiment"]), embodiment_id=int(d["embodiment_id"]),
                 horizon=int(d["horizon"]), denoising_steps=int(d["denoising_steps"]),
-                action_dim=int(d["action_dim"]), state_dim=int(d["state_dim"]), opset=int(d["opset"]),
+                max_action_dim=int(d["action_dim"]), max_state_dim=int(d["state_dim"]), opset=int(d["opset"]),
                 export=dict(d.get("export", {})), parity=dict(d.get("parity", {})),
             )
             for a in d.get("artifacts", {}).values():

@@ -214,8 +214,8 @@ def _fresh_manifest(bundle, bundle_dir: Path, opset: int) -> Manifest:
     cfg, emb = bundle.config, bundle.preprocessor.embodiment
     manifest = Manifest(
         model_id=bundle.model_id, embodiment=emb.name, embodiment_id=int(emb.embodiment_id),
-        horizon=int(cfg.horizon), denoising_steps=int(cfg.denoising_steps), action_dim=int(cfg.max_action_dim),
-        state_dim=int(cfg.max_state_dim), opset=opset,
+        horizon=int(cfg.horizon), denoising_steps=int(cfg.denoising_steps), max_action_dim=int(cfg.max_action_dim),
+        max_state_dim=int(cfg.max_state_dim), opset=opset,
         export={"exporter": "torch.onnx.export (TorchScript, dynamo=False)", "do_constant_folding": True,
                 "dynamic_axes": {"batch": 0}, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": onnxruntime.__version__,

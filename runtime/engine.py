@@ -30,8 +30,9 @@ class Engine(abc.ABC):
     @property
     @abc.abstractmethod
     def metadata(self) -> dict[str, Any]:
-        """embodiment (Embodiment.to_dict()), horizon, denoising_steps, action_dim (padded),
-        cameras {name: [H, W]}, default_instruction, model_id, engine."""
+        """embodiment (Embodiment.to_dict(); its ``dim`` is the action_dim of the chunks ``infer``
+        returns), horizon, denoising_steps, max_action_dim (the model's padded width, that of
+        ``noise``), cameras {name: [H, W]}, default_instruction, model_id, engine."""
 
     def close(self) -> None:  # engines holding devices or sessions release them here
         pass

@@ -118,10 +118,12 @@ class PolicyServer:
         meta = engine.metadata
         self._meta = meta
         self.embodiment = meta["embodiment"]
-        self.state_dim = int(self.embodiment["dim"])
+        # The embodiment's width (28 for the G1): of the state a client sends and of the actions it
+        # gets back. The model works padded to max_action_dim (32): that is the noise's width.
+        self.state_dim = self.action_dim = int(self.embodiment["dim"])
         self.cameras = list(meta["cameras"])
         self.horizon = int(meta["horizon"])
-        self.action_dim = int(meta["action_dim"])
+        self.max_action_dim = int(meta["max_action_dim"])
         self.model_id = str(meta["model_id"])
         self.engine_kind = str(meta.get("engine", getattr(engine, "kind", "?")))
 
@@ -209,7 +211,7 @@ class PolicyServer:
             "joint_groups": {g: [s, e] for g, (s, e, _u) in emb["groups"].items()},
             "joint_units": {g: u for g, (_s, _e, u) in emb["groups"].items()},
             "state_dim": self.state_dim,
-            "action_dim": self.state_dim,
+            "action_dim": self.action_dim,
             "action_horizon": self.horizon,
             "denoising_steps": int(self._meta.get("denoising_steps", 0)),
             "cameras": {c: list(hw) for c, hw in self._meta["cameras"].items()},
@@ -527,18 +529,18 @@ class PolicyServer:
     def _infer(self, jobs: list[_Job]) -> tuple[np.ndarray, dict, float]:
         observations = list(itertools.chain.from_iterable(j.observations for j in jobs))
         seeds = list(itertools.chain.from_iterable(j.seeds for j in jobs))
-        noise = np.empty((len(observations), self.horizon, self.action_dim), dtype=np.float32)
+        noise = np.empty((len(observations), self.horizon, self.max_action_dim), dtype=np.float32)
         for i, seed in enumerate(seeds):
             if seed is None:
-                noise[i] = self._rng.standard_normal((self.horizon, self.action_dim), dtype=np.float32)
+                noise[i] = self._rng.standard_normal((self.horizon, self.max_action_dim), dtype=np.float32)
             else:
-                noise[i] = make_noise(1, self.horizon, self.action_dim, seed)[0]
+                noise[i] = make_noise(1, self.horizon, self.max_action_dim, seed)[0]
         started = time.monotonic()
         result = self.engine.infer(observations, noise=noise)
         actions = np.asarray(result.actions, dtype=np.float32)
-        if actions.shape != (len(observations), self.horizon, self.state_dim):
+        if actions.shape != (len(observations), self.horizon, self.action_dim):
             raise RuntimeError(f"engine returned actions of shape {actions.shape}, expected "
-                               f"{(len(observations), self.horizon, self.state_dim)}")
+                               f"{(len(observations), self.horizon, self.action_dim)}")
         engine_ms = {("engine" if k == "total" else k): float(v) for k, v in result.timing_ms.items()}
         engine_ms.setdefault("engine", (time.monotonic() - started) * 1000.0)
         return actions, engine_ms, started

@@ -40,7 +40,10 @@ class BundleSpec:
         return int(self.config.horizon)
 
     @property
-    def action_dim(self) -> int:
+    def max_action_dim(self) -> int:
+        """The model's padded action width (``PolicyConfig.max_action_dim``): the width of the flow
+        noise and of the action head's output. Post-processing cuts it to the embodiment's
+        ``dim`` (its action_dim)."""
         return int(self.config.max_action_dim)
 
 
@@ -79,7 +82,7 @@ class PipelineEngine(Engine):
         return InferenceResult(actions=out, timing_ms=timing)
 
     def _noise(self, noise: np.ndarray | None, batch: int) -> np.ndarray:
-        shape = (batch, self.spec.horizon, self.spec.action_dim)
+        shape = (batch, self.spec.horizon, self.spec.max_action_dim)
         if noise is None:
             return self._rng.standard_normal(shape, dtype=np.float32)
         noise = np.asarray(noise)
@@ -97,7 +100,7 @@ class PipelineEngine(Engine):
             "embodiment": self.spec.embodiment.to_dict(),
             "horizon": self.spec.horizon,
             "denoising_steps": int(cfg.denoising_steps),
-            "action_dim": self.spec.action_dim,
+            "max_action_dim": self.spec.max_action_dim,
             "cameras": {name: [size, size] for name in cfg.cameras},
             "default_instruction": cfg.default_instruction,
             "model_id": self.spec.model_id,

@@ -127,8 +127,8 @@ def check_manifest_matches_bundle(manifest: Manifest, spec: BundleSpec) -> None:
     cfg = spec.config
     expected = {"model_id": spec.model_id, "embodiment": spec.embodiment.name,
                 "embodiment_id": int(spec.embodiment.embodiment_id), "horizon": int(cfg.horizon),
-                "denoising_steps": int(cfg.denoising_steps), "action_dim": int(cfg.max_action_dim),
-                "state_dim": int(cfg.max_state_dim)}
+                "denoising_steps": int(cfg.denoising_steps), "max_action_dim": int(cfg.max_action_dim),
+                "max_state_dim": int(cfg.max_state_dim)}
     wrong = [f"{k}: manifest {getattr(manifest, k)!r}, bundle {v!r}" for k, v in expected.items()
              if getattr(manifest, k) != v]
     if wrong:

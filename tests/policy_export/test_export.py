@@ -51,7 +51,7 @@ def test_ort_matches_torch_on_fresh_random_inputs(exported, bundle):
 
 def test_files_pass_the_checker_and_the_manifest_records_them(exported):
     m = Manifest.load(exported)
-    assert (m.embodiment, m.horizon, m.denoising_steps, m.action_dim, m.opset) == ("g1", 8, 4, 32, 17)
+    assert (m.embodiment, m.horizon, m.denoising_steps, m.max_action_dim, m.opset) == ("g1", 8, 4, 32, 17)
     assert m.parity["onnx_fp32"]["chunk_max_abs_error"] <= ONNX_FP32_TOLERANCE
     for key, art in m.artifacts.items():
         path = exported / art.file.path

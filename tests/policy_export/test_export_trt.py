@@ -59,8 +59,8 @@ def test_profile_covers_batch_1_to_max_and_only_batch_is_dynamic():
 
 
 def test_manifest_round_trips_engine_entries(tmp_path):
-    m = Manifest(model_id="m", embodiment="g1", embodiment_id=0, horizon=8, denoising_steps=4, action_dim=32,
-                 state_dim=64, opset=17)
+    m = Manifest(model_id="m", embodiment="g1", embodiment_id=0, horizon=8, denoising_steps=4,
+                 max_action_dim=32, max_state_dim=64, opset=17)
     m.add(_engine_artifact(H100))
     m.save(tmp_path)
     back = Manifest.load(tmp_path)

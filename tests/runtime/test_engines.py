@@ -80,7 +80,7 @@ def test_bad_noise_and_empty_batch_are_refused(engines):
 def test_metadata_describes_the_chunk(engines):
     for kind, e in engines.items():
         m = e.metadata
-        assert m["engine"] == kind and m["horizon"] == 8 and m["action_dim"] == 32
+        assert m["engine"] == kind and m["horizon"] == 8 and m["max_action_dim"] == 32
         assert m["cameras"] == {"head": [224, 224]} and m["embodiment"]["dim"] == 28
         assert m["model_id"] == engines["torch"].metadata["model_id"]
     assert engines["ort"].metadata["provider"] == "CPUExecutionProvider"

@@ -161,6 +161,9 @@ def test_ping_metadata_reset(server, engine):
     assert meta["model_id"] == engine.metadata["model_id"] and meta["engine"] == "torch"
     assert list(meta["cameras"]) == list(engine.metadata["cameras"])
     assert meta["joint_groups"]["head"] == [26, 28]
+    # the wire's action_dim is the embodiment's width (what infer returns), not the model's padding
+    assert meta["state_dim"] == meta["action_dim"] == emb["dim"] == 28
+    assert engine.metadata["max_action_dim"] == 32 and server.max_action_dim == 32 and server.action_dim == 28
 
 
 def test_same_seed_same_chunk_and_seed_matches_make_noise(server, engine, camera):

@@ -1,7 +1,8 @@
 """The control loop end to end against a real PolicyServer (torch engine on a tiny random bundle,
 real ZMQ client): ramp-in, limits and step clamp, NaN chunks, a camera stall, and the server going
-away mid-run. The motors are a recording double; its timestamps are what the assertions read.
-(Stale robot state at this level: tests/test_control_sim.py, over DDS against lara-sim.)
+away mid-run. The motors are a recording double (tests/fakes/robot.py, an ideal servo); its
+timestamps are what the assertions read. (Stale robot state at this level:
+tests/robot/test_control_sim.py, over DDS against lara-sim.)
 """
 from __future__ import annotations
 
@@ -12,127 +13,14 @@ import time
 import numpy as np
 import pytest
 
-from lara_g1.core.embodiment import load_embodiment
+from lara_g1.robot.cameras.base import Frame
 from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Observation
-from lara_g1.robot.interface import Robot, RobotState
-from lara_g1.robot.safety import Phase
-
-EMB = load_embodiment("g1")
+from tests.fakes import FakeRobot, StaticCamera
+from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_running
 
 
-class RecordingRobot(Robot):
-    """The G1's motors stand-in: records (time, q, blend) of every send; the state tracks the
-    commands (ideal servo) and is stamped now, until ``freeze_state()``."""
-
-    def __init__(self, q0: np.ndarray | None = None) -> None:
-        self.q = (EMB.default_pose if q0 is None else q0).astype(np.float32).copy()
-        self.sent: list[tuple[float, np.ndarray, float]] = []
-        self._frozen_at: float | None = None
-        self._lock = threading.Lock()
-
-    def connect(self) -> None:
-        pass
-
-    def disconnect(self) -> None:
-        pass
-
-    def freeze_state(self) -> float:
-        self._frozen_at = time.monotonic()
-        return self._frozen_at
-
-    def read_state(self) -> RobotState | None:
-        with self._lock:
-            stamp = self._frozen_at if self._frozen_at is not None else time.monotonic()
-            return RobotState(q=self.q.copy(), stamp=stamp)
-
-    def send(self, q_target: np.ndarray, blend: float = 1.0) -> None:
-        with self._lock:
-            self.q = np.array(q_target, dtype=np.float32)
-            self.sent.append((time.monotonic(), self.q.copy(), float(blend)))
-
-
-@dataclasses.dataclass
-class Frame:
-    image: np.ndarray
-    stamp: float
-
-
-class StaticCamera:
-    """The head camera stand-in: a fixed image at 30 fps, stamped at capture."""
-
-    def __init__(self, size=(224, 224)) -> None:
-        self.image = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
-
-    def read(self, timeout_s: float = 1.0) -> Frame:
-        time.sleep(1 / 30)
-        return Frame(self.image, time.monotonic())
-
-
-# For tests that are not about the watchdog's timing: the longest hold the 3 s fade-out budget
-# allows (0.2 + 0.8 + 2.0), so that a starved test machine does not end their runs early.
-PATIENT = {"hold_s": 0.8}
-
-
-def fast_config(**safety) -> ControlConfig:
-    """The default control config with a 1 s ramp-in (the shortest allowed) to keep tests short."""
-    cfg = ControlConfig.load("default")
-    return dataclasses.replace(cfg, safety=dataclasses.replace(cfg.safety, **{"ramp_in_s": 1.0, **safety}))
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    from lara_g1.lara.bundle import create_random_bundle
-    from lara_g1.runtime.engines import load_engine
-
-    path = create_random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", preset="tiny", seed=0)
-    eng = load_engine(path, "torch")
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
-def server(engine):
-    from lara_g1.runtime.server import PolicyServer
-
-    srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
-    yield srv
-    srv.stop()
-
-
-def client_infer(address: str, timeout_s: float = 1.0):
-    from lara_g1.runtime.client import PolicyClient
-
-    client = PolicyClient(address, timeout_s=timeout_s)
-
-    def infer(obs: Observation) -> np.ndarray:
-        return client.infer(obs.state, obs.images, deadline_ms=300).actions
-
-    return client, infer
-
-
-def run_in_thread(loop: ControlLoop, duration: float):
-    box = {}
-    t = threading.Thread(target=lambda: box.update(result=loop.run(duration)), daemon=True)
-    t.start()
-    return t, box
-
-
-def wait_for(cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
-def wait_running(loop: ControlLoop, thread: threading.Thread, timeout: float = 20.0) -> None:
-    """Until the policy drives the robot (ready pose reached, ramped in, chunks flowing); fails at
-    once with the reason if the loop ended first."""
-    wait_for(lambda: (loop.running and loop.filter.phase is Phase.RUN) or not thread.is_alive(), timeout)
-    assert thread.is_alive(), f"the loop ended before running: {loop.filter and loop.filter.fade_reason}"
-
-
-def assert_sent_safe(robot: RecordingRobot, cfg: ControlConfig, q0: np.ndarray) -> np.ndarray:
-    qs = np.stack([q for _, q, _ in robot.sent])
+def assert_sent_safe(robot: FakeRobot, cfg: ControlConfig, q0: np.ndarray) -> np.ndarray:
+    qs = np.stack([s.q for s in robot.sent])
     assert np.all(np.isfinite(qs))
     assert np.all(qs >= EMB.lower - 1e-6) and np.all(qs <= EMB.upper + 1e-6)
     steps = np.abs(np.diff(np.concatenate([q0[None], qs]), axis=0))
@@ -143,7 +31,7 @@ def assert_sent_safe(robot: RecordingRobot, cfg: ControlConfig, q0: np.ndarray) 
 def test_policy_run_ramps_in_from_the_measured_pose_and_fades_out_at_the_end(server):
     q0 = EMB.default_pose.copy()
     q0[EMB.group("left_arm").slice] += np.float32(0.25)       # the robot starts off its default
-    robot = RecordingRobot(q0)
+    robot = FakeRobot(q0)
     client, infer = client_infer(server.address)
     cfg = fast_config(**PATIENT)
     loop = ControlLoop(robot, StaticCamera(), infer, EMB, cfg)
@@ -152,12 +40,12 @@ def test_policy_run_ramps_in_from_the_measured_pose_and_fades_out_at_the_end(ser
     finally:
         client.close()
     assert result.reason == "end of duration"
-    t_first, q_first, b_first = robot.sent[0]
-    np.testing.assert_allclose(q_first, q0, atol=1e-6)          # the first command is the measured pose
-    assert b_first == 0.0
+    first = robot.sent[0]
+    np.testing.assert_allclose(first.q, q0, atol=1e-6)          # the first command is the measured pose
+    assert first.blend == 0.0
     assert_sent_safe(robot, cfg, q0)
-    blends = [b for _, _, b in robot.sent]
-    ramp = [b for t, _, b in robot.sent if t < t_first + cfg.safety.ramp_in_s]
+    blends = [s.blend for s in robot.sent]
+    ramp = [s.blend for s in robot.sent if s.time < first.time + cfg.safety.ramp_in_s]
     assert all(b2 >= b1 for b1, b2 in zip(ramp, ramp[1:]))
     assert max(blends) == 1.0 and blends[-1] == 0.0             # ran, then faded out on exit
     assert result.scheduler["chunks"] >= 5
@@ -166,7 +54,7 @@ def test_policy_run_ramps_in_from_the_measured_pose_and_fades_out_at_the_end(ser
 
 
 def test_adversarial_and_nan_chunks_never_reach_the_robot():
-    robot = RecordingRobot()
+    robot = FakeRobot()
     rng = np.random.default_rng(1)
     calls = []
 
@@ -192,7 +80,7 @@ def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
     from lara_g1.runtime.server import PolicyServer
 
     srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
-    robot = RecordingRobot()
+    robot = FakeRobot()
     client, infer = client_infer(srv.address)
     cfg = ControlConfig.load("default")                          # the shipped watchdog settings
     loop = ControlLoop(robot, StaticCamera(), infer, EMB, dataclasses.replace(
@@ -213,20 +101,20 @@ def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
     assert not thread.is_alive()
     result = box["result"]
     assert result.reason == "watchdog: stale commands"
-    before = [q for t, q, b in robot.sent if t < t_stop - 0.3]
+    before = [s.q for s in robot.sent if s.time < t_stop - 0.3]
     assert np.ptp(np.stack(before), axis=0).max() > 0            # the policy was moving the robot
     # the last sign of life: a reply already on its way when stop() began may still arrive
     assert loop.scheduler.last_received <= t_stop + 0.05
     t_kill = max(t_stop, loop.scheduler.last_received)
-    held = [(t, q, b) for t, q, b in robot.sent if t >= t_kill + 0.2]
+    held = [s for s in robot.sent if s.time >= t_kill + 0.2]
     assert held, "nothing was published after the server died"
-    for _, q, _ in held:                                         # holding from 200 ms after the kill
-        np.testing.assert_array_equal(q, held[0][1])
-    blends = [b for _, _, b in held]
+    for s in held:                                               # holding from 200 ms after the kill
+        np.testing.assert_array_equal(s.q, held[0].q)
+    blends = [s.blend for s in held]
     assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
-    t_zero = next(t for t, _, b in robot.sent if t >= t_kill and b == 0.0)
+    t_zero = next(s.time for s in robot.sent if s.time >= t_kill and s.blend == 0.0)
     assert t_zero - t_kill <= 3.0                                # faded out within 3 s
-    assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] == t_zero   # nothing after blend 0
+    assert robot.sent[-1].blend == 0.0 and robot.sent[-1].time == t_zero   # nothing after blend 0
     assert result.interventions["stale_command"] >= 1
 
 
@@ -245,7 +133,7 @@ class StallingCamera(StaticCamera):
 
 
 def test_camera_stall_stops_new_chunks_and_the_watchdog_fades_out():
-    robot = RecordingRobot()
+    robot = FakeRobot()
     camera = StallingCamera()
 
     def policy(obs: Observation) -> np.ndarray:
@@ -264,7 +152,7 @@ def test_camera_stall_stops_new_chunks_and_the_watchdog_fades_out():
     assert result.request_errors.get("ControlError", 0) >= 1           # "the camera stalled"
     # new chunks stop once the newest frame is older than frame_max_age_s; then hold and fade
     limit = cfg.run.frame_max_age_s + cfg.safety.command_timeout_s + cfg.safety.hold_s + cfg.safety.fade_s
-    assert robot.sent[-1][2] == 0.0 and robot.sent[-1][0] - t_stall <= limit + 0.5
+    assert robot.sent[-1].blend == 0.0 and robot.sent[-1].time - t_stall <= limit + 0.5
 
 
 def test_the_policy_starts_from_the_ready_pose():
@@ -272,7 +160,7 @@ def test_the_policy_starts_from_the_ready_pose():
     the first request: the policy's first observation is that pose, whatever pose the arms were in."""
     start = EMB.default_pose.copy()
     start[:14] += 0.4                                   # arms away from the ready pose
-    robot = RecordingRobot(start)
+    robot = FakeRobot(start)
     seen = []
 
     def policy(obs: Observation) -> np.ndarray:
@@ -282,31 +170,26 @@ def test_the_policy_starts_from_the_ready_pose():
     cfg = fast_config(**PATIENT)
     result = ControlLoop(robot, StaticCamera(), policy, EMB, cfg).run(duration_s=0.5)
     assert result.reason == "end of duration" and seen
-    np.testing.assert_allclose(robot.sent[0][1], start, atol=1e-6)        # the ramp starts where the arms are
+    np.testing.assert_allclose(robot.sent[0].q, start, atol=1e-6)        # the ramp starts where the arms are
     assert np.abs(seen[0] - EMB.default_pose).max() <= cfg.run.ready_tolerance
     assert_sent_safe(robot, cfg, start)
 
 
 def test_ready_pose_not_reached_is_a_clear_error_and_fades_out():
-    class StuckRobot(RecordingRobot):
-        def send(self, q_target, blend=1.0):           # records, but the arms do not move
-            with self._lock:
-                self.sent.append((time.monotonic(), np.array(q_target, np.float32), float(blend)))
-
     start = EMB.default_pose.copy()
     start[3] += 0.5                                      # left elbow off, and stuck there
-    robot = StuckRobot(start)
+    robot = FakeRobot(start, follow=False)              # records, but the arms do not move
     cfg = fast_config(**PATIENT)
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, ready_timeout_s=1.5))
     with pytest.raises(ControlError, match="did not reach the ready pose within 1.5 s.*left_elbow is 0.500 off"):
         ControlLoop(robot, StaticCamera(), lambda obs: pytest.fail("the policy was asked"), EMB, cfg).run(5.0)
-    assert robot.sent[-1][2] == 0.0                      # faded out
+    assert robot.sent[-1].blend == 0.0                   # faded out
 
 
 def test_start_at_ready_off_ramps_straight_to_the_policy():
     start = EMB.default_pose.copy()
     start[:14] += 0.4
-    robot = RecordingRobot(start)
+    robot = FakeRobot(start)
     seen = []
 
     def policy(obs: Observation) -> np.ndarray:

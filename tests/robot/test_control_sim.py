@@ -32,7 +32,7 @@ from lara_g1.robot.dds.crc import lowcmd_crc
 from lara_g1.robot.dds.messages import LowCmd_
 from lara_g1.robot.g1 import G1Config, G1Robot
 from lara_g1.robot.sim.process import SimProcess
-from tests.robot.test_control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
+from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
 
 DOMAIN = random.randint(100, 230)
 SIM_CFG = G1Config.load("sim").replace(domain_id=DOMAIN)

@@ -10,21 +10,12 @@ import time
 
 import httpx
 import numpy as np
-import pytest
 
 from lara_g1.robot.control import ControlLoop
 from lara_g1.robot.dashboard import RobotDashboard
 from lara_g1.robot.safety import EStop
-from tests.robot.test_control import EMB, PATIENT, RecordingRobot, StaticCamera, client_infer, engine, fast_config, run_in_thread, wait_for, wait_running  # noqa: F401
-
-
-@pytest.fixture
-def served(engine):  # noqa: F811 - the module fixture imported above
-    from lara_g1.runtime.server import PolicyServer
-
-    srv = PolicyServer(engine, bind="tcp://127.0.0.1:*", seed=0).start()
-    yield srv
-    srv.stop()
+from tests.fakes import FakeRobot, StaticCamera
+from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
 
 
 def render_in_chromium(url: str, tmp_path) -> str | None:
@@ -40,9 +31,9 @@ def render_in_chromium(url: str, tmp_path) -> str | None:
     return out.stdout
 
 
-def test_status_page_and_estop_over_http(served, tmp_path):
-    robot = RecordingRobot()
-    client, infer = client_infer(served.address)
+def test_status_page_and_estop_over_http(server, tmp_path):      # server: tests/robot/conftest.py
+    robot = FakeRobot()
+    client, infer = client_infer(server.address)
     estop = EStop()
     loop = ControlLoop(robot, StaticCamera(), infer, EMB, fast_config(**PATIENT), estop=estop)
     dash = RobotDashboard(loop.status, estop.trigger, "127.0.0.1", 0).start()
@@ -84,10 +75,10 @@ def test_status_page_and_estop_over_http(served, tmp_path):
         dash.stop()
         client.close()
     assert box["result"].reason == "e-stop: dashboard"
-    blends = [b for t, _, b in robot.sent if t > t_press]
+    blends = [s.blend for s in robot.sent if s.time > t_press]
     assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
     assert blends[-1] == 0.0
-    t_zero = next(t for t, _, b in robot.sent if b == 0.0 and t > t_press)
+    t_zero = next(s.time for s in robot.sent if s.blend == 0.0 and s.time > t_press)
     assert t_zero - t_press <= 3.0
-    held = [q for t, q, _ in robot.sent if t > t_press + 0.05]
+    held = [s.q for s in robot.sent if s.time > t_press + 0.05]
     assert np.ptp(np.stack(held), axis=0).max() == 0.0         # the e-stop holds the pose while fading

@@ -1,4 +1,5 @@
-"""SafetyFilter rules on an explicit clock, against a robot double that records every send."""
+"""SafetyFilter rules on an explicit clock, against a robot double that records every send (its
+joints stay put; the test stamps its state)."""
 from __future__ import annotations
 
 import threading
@@ -8,51 +9,33 @@ import pytest
 
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.control import ControlConfig
-from lara_g1.robot.interface import Robot, RobotState
 from lara_g1.robot.safety import (EStop, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
                                   SafetyStateError)
+from tests.fakes import FakeRobot
 
 EMB = load_embodiment("g1")
 CFG = ControlConfig.load("default").safety
 PERIOD = 1.0 / CFG.command_hz
 
 
-class RecordingRobot(Robot):
-    """Stands in for the G1's motors: records what it is sent; state stamped by the test."""
-
-    def __init__(self, q: np.ndarray) -> None:
-        self.q = np.asarray(q, dtype=np.float32)
-        self.state_stamp: float | None = 0.0
-        self.sent: list[tuple[np.ndarray, float]] = []
-
-    def connect(self) -> None:
-        pass
-
-    def disconnect(self) -> None:
-        pass
-
-    def read_state(self) -> RobotState | None:
-        if self.state_stamp is None:
-            return None
-        return RobotState(q=self.q.copy(), stamp=self.state_stamp)
-
-    def send(self, q_target: np.ndarray, blend: float = 1.0) -> None:
-        self.sent.append((np.array(q_target, dtype=np.float32), float(blend)))
+def still_robot(q0: np.ndarray) -> FakeRobot:
+    """The motors: joints fixed at ``q0``, the state's stamp set by the test (``robot.stamp = t``)."""
+    return FakeRobot(q0, follow=False, stamp=0.0)
 
 
 def make(q0=None, **cfg_overrides):
     q0 = EMB.default_pose.copy() if q0 is None else q0
-    robot = RecordingRobot(q0)
+    robot = still_robot(q0)
     cfg = SafetyConfig.from_dict({**{k: getattr(CFG, k) for k in CFG.__dataclass_fields__}, **cfg_overrides})
     return robot, SafetyFilter(EMB, cfg, robot)
 
 
-def run_steps(f: SafetyFilter, robot: RecordingRobot, targets, t0: float = 0.0):
+def run_steps(f: SafetyFilter, robot: FakeRobot, targets, t0: float = 0.0):
     """Step at the command rate with fresh state; return the times used."""
     times = []
     for i, q in enumerate(targets):
         t = t0 + (i + 1) * PERIOD
-        robot.state_stamp = t
+        robot.stamp = t
         f.step(q, t)
         times.append(t)
     return times
@@ -66,17 +49,17 @@ def test_ramp_in_starts_at_the_measured_pose_and_reaches_the_target():
     target = EMB.default_pose.copy()
     target[EMB.group("right_arm").slice] += np.float32(0.5)
     q, blend = f.step(target, now=0.0)
-    np.testing.assert_allclose(robot.sent[0][0], q0, atol=1e-6)
-    assert robot.sent[0][1] == 0.0 and blend == 0.0
+    np.testing.assert_allclose(robot.sent[0].q, q0, atol=1e-6)
+    assert robot.sent[0].blend == 0.0 and blend == 0.0
     n = int(CFG.ramp_in_s * CFG.command_hz)
     run_steps(f, robot, [target] * (n + 5))
     # the first commands stay near the measured pose, blend rises monotonically to 1
-    early = robot.sent[1][0]
+    early = robot.sent[1].q
     assert np.max(np.abs(early - q0)) < 0.01
-    blends = [b for _, b in robot.sent]
+    blends = [s.blend for s in robot.sent]
     assert all(b2 >= b1 for b1, b2 in zip(blends, blends[1:]))
     assert blends[-1] == 1.0 and f.phase is Phase.RUN
-    np.testing.assert_allclose(robot.sent[-1][0], target, atol=1e-5)
+    np.testing.assert_allclose(robot.sent[-1].q, target, atol=1e-5)
 
 
 def test_limits_and_step_clamp_hold_for_adversarial_chunks():
@@ -87,7 +70,7 @@ def test_limits_and_step_clamp_hold_for_adversarial_chunks():
     # wild targets: far outside the limits, jumping sign every step
     targets = [rng.uniform(-50, 50, EMB.dim).astype(np.float32) for _ in range(n)]
     run_steps(f, robot, targets)
-    sent = np.stack([q for q, _ in robot.sent])
+    sent = np.stack([s.q for s in robot.sent])
     assert np.all(sent >= EMB.lower - 1e-6) and np.all(sent <= EMB.upper + 1e-6)
     max_step = CFG.max_step(EMB)
     steps = np.abs(np.diff(np.concatenate([EMB.default_pose[None], sent]), axis=0))
@@ -106,9 +89,9 @@ def test_hand_and_head_have_their_own_rate():
     target[hand] = 0.0
     target[head] = EMB.upper[head]
     target[arm] = EMB.upper[arm]
-    before = robot.sent[-1][0]
+    before = robot.sent[-1].q
     run_steps(f, robot, [target], t0=n * PERIOD)
-    moved = np.abs(robot.sent[-1][0] - before)
+    moved = np.abs(robot.sent[-1].q - before)
     np.testing.assert_allclose(moved[hand], CFG.max_velocity["left_hand"] * PERIOD, rtol=1e-4)
     np.testing.assert_allclose(moved[head], CFG.max_velocity["head"] * PERIOD, rtol=1e-4)
     assert np.all(moved[arm] <= CFG.max_velocity["left_arm"] * PERIOD + 1e-6)
@@ -122,17 +105,17 @@ def test_non_finite_command_never_reaches_the_robot(bad):
     good[0] = 0.4
     n = int(CFG.ramp_in_s * CFG.command_hz) + 50
     run_steps(f, robot, [good] * n)
-    held = robot.sent[-1][0].copy()
+    held = robot.sent[-1].q.copy()
     poisoned = good.copy()
     poisoned[3] = 1.2
     poisoned[20] = bad
     run_steps(f, robot, [poisoned] * 5, t0=n * PERIOD)
-    sent = np.stack([q for q, _ in robot.sent])
+    sent = np.stack([s.q for s in robot.sent])
     assert np.all(np.isfinite(sent))
     # the whole command is rejected: even its finite joint 3 is not followed
-    for q, blend in robot.sent[-5:]:
-        np.testing.assert_array_equal(q, held)
-        assert blend == 1.0
+    for s in robot.sent[-5:]:
+        np.testing.assert_array_equal(s.q, held)
+        assert s.blend == 1.0
     assert f.interventions["non_finite"] == 5
 
 
@@ -141,7 +124,7 @@ def test_wrong_shape_command_is_rejected_and_counted():
     f.start(EMB.default_pose, now=0.0)
     f.step(np.zeros(EMB.dim + 1, np.float32), PERIOD)
     assert f.interventions["malformed"] == 1
-    np.testing.assert_allclose(robot.sent[-1][0], EMB.default_pose)
+    np.testing.assert_allclose(robot.sent[-1].q, EMB.default_pose)
 
 
 def test_stale_state_holds_then_fades_to_zero_and_stops_sending():
@@ -152,7 +135,7 @@ def test_stale_state_holds_then_fades_to_zero_and_stops_sending():
     target[7] = 0.5
     times = run_steps(f, robot, [target] * n)
     t_last_state = times[-1]
-    robot.state_stamp = t_last_state            # rt/lowstate stops arriving
+    robot.stamp = t_last_state            # rt/lowstate stops arriving
     moving = target.copy()
     log = []
     t = t_last_state
@@ -188,7 +171,7 @@ def test_stale_commands_hold_within_timeout_and_recover_before_the_fade():
     # no new command, fresh state: hold after command_timeout_s
     while t < t_cmd + CFG.command_timeout_s + 0.05:
         t += PERIOD
-        robot.state_stamp = t
+        robot.stamp = t
         f.step(None, t)
         phases.append((t, f.phase))
     hold_at = next(t for t, p in phases if p is Phase.HOLD)
@@ -196,7 +179,7 @@ def test_stale_commands_hold_within_timeout_and_recover_before_the_fade():
     assert f.blend == 1.0
     # fresh commands within hold_s: resume
     t += PERIOD
-    robot.state_stamp = t
+    robot.stamp = t
     f.step(EMB.default_pose, t)
     assert f.phase is Phase.RUN
     assert [e.kind for e in f.events][-2:] == ["stale_command", "resumed"]
@@ -214,7 +197,7 @@ def test_estop_from_another_thread_fades_out_latched():
     blends = []
     while f.active:
         t += PERIOD
-        robot.state_stamp = t
+        robot.stamp = t
         blends.append(f.step(EMB.default_pose, t)[1])
     assert blends[-1] == 0.0
     assert t - t0 <= CFG.fade_s + 2 * PERIOD
@@ -231,25 +214,25 @@ def test_context_manager_fades_out_on_exception():
         with f:
             f.start(EMB.default_pose)
             for _ in range(5):
-                robot.state_stamp = float("inf")      # never stale in real time
+                robot.stamp = float("inf")      # never stale in real time
                 f.step(EMB.default_pose)
             raise RuntimeError("control loop crashed")
     assert f.stopped
-    assert robot.sent[-1][1] == 0.0
+    assert robot.sent[-1].blend == 0.0
     assert f.interventions["fade_out"] == 1
 
 
 def test_shared_estop_latch_reaches_every_filter():
     latch = EStop()
-    robot = RecordingRobot(EMB.default_pose)
+    robot = still_robot(EMB.default_pose)
     f = SafetyFilter(EMB, CFG, robot, estop=latch)
     f.start(EMB.default_pose, now=0.0)
     run_steps(f, robot, [EMB.default_pose] * 50)
     latch.trigger("keyboard")
-    robot.state_stamp = 0.6
+    robot.stamp = 0.6
     f.step(EMB.default_pose, 0.6)
     assert f.phase is Phase.FADE and "keyboard" in f.fade_reason
-    assert 0.0 < robot.sent[-1][1] < 0.3
+    assert 0.0 < robot.sent[-1].blend < 0.3
 
 
 def test_step_before_start_and_bad_start_pose_are_refused():
@@ -278,7 +261,7 @@ def test_bad_safety_settings_are_named(override, match):
 def test_max_velocity_must_cover_every_joint_group():
     cfg = SafetyConfig.from_dict({"max_velocity": {"left_arm": 1.0}})
     with pytest.raises(SafetyConfigError, match="missing"):
-        SafetyFilter(EMB, cfg, RecordingRobot(EMB.default_pose))
+        SafetyFilter(EMB, cfg, still_robot(EMB.default_pose))
 
 
 def test_safety_config_loads_by_name_for_every_command_source():
@@ -295,7 +278,7 @@ def test_each_watchdog_condition_is_counted_as_it_begins():
     t = times[-1]
     for _ in range(int(0.3 / PERIOD)):                  # commands stop; state still fresh
         t += PERIOD
-        robot.state_stamp = t
+        robot.stamp = t
         f.step(None, t)
     assert f.phase is Phase.HOLD and f.interventions == {"stale_command": 1}
     t_state = t

@@ -1,6 +1,6 @@
 """The scripted expert operator: its wrist poses retarget exactly onto the planned hand poses, and
 driven through the retargeter it completes both simulated tasks (physics in-process, no DDS; the
-DDS path is covered by tests/test_loop.py)."""
+DDS path is covered by tests/apps/test_loop.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,13 +11,7 @@ from lara_g1.robot.sim.world import SimWorld
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.sources.base import TrackingError
 from lara_g1.teleop.sources.expert import ExpertSource
-
-
-class Clock:
-    t = 50.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.fakes import FakeClock
 
 
 def _scene(world: SimWorld):
@@ -26,7 +20,7 @@ def _scene(world: SimWorld):
 
 def test_wrist_poses_retarget_onto_the_planned_hand_poses():
     world = SimWorld("pick_place", seed=3)
-    clock = Clock()
+    clock = FakeClock(50.0)
     expert = ExpertSource("pick_place", _scene(world), clock=clock)
     expert.connect()
     retargeter = Retargeter()
@@ -46,7 +40,7 @@ def test_wrist_poses_retarget_onto_the_planned_hand_poses():
 
 def test_the_plan_follows_the_scene_and_ends_the_episode():
     world = SimWorld("pick_place", seed=5)
-    clock = Clock()
+    clock = FakeClock(50.0)
     expert = ExpertSource("pick_place", _scene(world), clock=clock)
     expert.connect()
     assert not expert.latest().episode_end            # holding the calibration pose
@@ -72,7 +66,7 @@ def test_expert_completes_the_task_through_the_retargeter(task):
     emb = world.emb
     cfg = G1Config.load("sim")
     kp, kd = np.array(cfg.kp * 2), np.array(cfg.kd * 2)
-    clock = Clock()
+    clock = FakeClock(50.0)
     expert = ExpertSource(task, _scene(world), clock=clock)
     expert.connect()
     retargeter = Retargeter()

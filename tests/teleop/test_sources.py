@@ -12,14 +12,7 @@ from lara_g1.teleop.sources import (ReplaySource, SyntheticSource, TrackingError
                             load_tracking_file, make_source)
 from lara_g1.teleop.sources.avp import AvpSource, convert_update
 from lara_g1.teleop.sources.hand_model import hand_skeleton
-
-
-class FakeClock:
-    def __init__(self, t=0.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
+from tests.fakes import FakeClock
 
 
 def test_synthetic_is_smooth_on_its_grid_and_scripted():

@@ -14,45 +14,21 @@ from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.control import ControlConfig
-from lara_g1.robot.interface import Robot, RobotState
 from lara_g1.robot.safety import Phase, SafetyFilter
 from lara_g1.teleop.dataset_writer import LeRobotWriter
 from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys, decode_keys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.session import RecordSession, SessionConfig, SessionError, TeleopControl
 from lara_g1.teleop.sources import SyntheticSource
+from tests.fakes import FakeClock, FakeRobot
 
 
 # Quicker than configs/control/default.yaml (ramp-in 2 s, fade 2 s), within the filter's bounds.
 SAFETY = replace(ControlConfig.load("default").safety, ramp_in_s=1.0, fade_s=0.3)
 
 
-class ArmRobot(Robot):
-    """A robot whose joints follow the last command exactly (stand-in for the G1's motors)."""
-
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
-        self.q = load_embodiment("g1").default_pose.astype(np.float32).copy()
-        self.sent = 0
-        self.blend = 0.0
-
-    def connect(self):
-        pass
-
-    def disconnect(self):
-        pass
-
-    def read_state(self):
-        return RobotState(q=self.q.copy(), stamp=self.clock())
-
-    def send(self, q_target, blend=1.0):
-        self.q = np.asarray(q_target, np.float32).copy()
-        self.blend = blend
-        self.sent += 1
-
-
 class ClockCamera(Camera):
-    """30 fps frames whose first pixel encodes the capture time; can stall on request."""
+    """30 fps frames on a fixed time grid, stamped at capture; stalls until ``stall_until`` on request."""
 
     def __init__(self, fps=30.0, size=(48, 64)):
         self.period, self.size = 1.0 / fps, size
@@ -96,7 +72,7 @@ class ScriptedKeys(RecordKeys):
 def _session(tmp_path, source, *, episodes=2, episode_time=1.0, keys=None, camera=None, judge=None, **cfg):
     emb = load_embodiment("g1")
     safety_cfg = SAFETY
-    robot = ArmRobot()
+    robot = FakeRobot()                    # an ideal servo, its state stamped now
     safety = SafetyFilter(emb, safety_cfg, robot)
     camera = camera or ClockCamera()
     camera.connect()
@@ -131,7 +107,7 @@ def test_episodes_on_the_grid_and_rerecord(tmp_path):
     assert validate_dataset(tmp_path / "ds") == []
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.num_episodes == 2 and ds.episode(1).task == "pour"
-    assert robot.blend == 0.0                      # faded out at the end
+    assert robot.sent[-1].blend == 0.0             # faded out at the end
 
 
 def test_judged_episodes_failed_ones_discarded(tmp_path):
@@ -158,7 +134,7 @@ def test_as_many_failures_as_episodes_stop_the_session(tmp_path):
     writers[0].close()
     assert report.stopped_by == "2 failed episodes"
     assert not report.episodes and len(report.attempts) == 2
-    assert robot.blend == 0.0
+    assert robot.sent[-1].blend == 0.0
 
 
 def test_stop_key_saves_the_episode_and_ends(tmp_path):
@@ -202,13 +178,8 @@ class FreezableSource(SyntheticSource):
 
 
 def test_tracking_loss_holds_the_arms_then_recovers():
-    class Clock:
-        t = 100.0
-
-        def __call__(self):
-            return self.t
-    clock = Clock()
-    robot = ArmRobot(clock)
+    clock = FakeClock(100.0)
+    robot = FakeRobot(clock=clock)
     safety = SafetyFilter(load_embodiment("g1"), SAFETY, robot, clock=clock)
     source = FreezableSource(clock=clock)
     source.connect()
@@ -273,12 +244,7 @@ def test_record_keys_from_a_terminal():
 def test_replayed_tracking_drives_a_session(tmp_path):
     from lara_g1.teleop.sources import ReplaySource, TrackingRecorder
 
-    class Clock:
-        t = 0.0
-
-        def __call__(self):
-            return self.t
-    clock = Clock()
+    clock = FakeClock()
     operator = SyntheticSource(rate_hz=60, episode_s=1.0, clock=clock)
     operator.connect()
     recorder = TrackingRecorder(tmp_path / "stream.npz")

@@ -118,12 +118,15 @@ def collect_demos(dataset: Path, task: str, episodes: int, work: Path, max_sessi
     it takes: a session that the safety filter stops (e.g. the simulator starved of CPU, its state
     stale) keeps what it saved, and the next one resumes the dataset on new scene seeds. Session
     reports are ``work/demos_TASK_K.json``; returns them merged (seeds and attempts in order)."""
+    from lara_g1.teleop.session import SessionOutcome
+
     reports = []
     while True:
         done = sorted(work.glob(f"demos_{task}_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
         reports = [json.loads(p.read_text()) for p in done]
         saved = sum(r["episodes_saved"] for r in reports)
-        if saved >= episodes or reports and reports[-1]["stopped_by"].endswith("failed episodes"):
+        # A session that met as many failures as episodes it was asked for ends the collection.
+        if saved >= episodes or reports and reports[-1].get("outcome") == SessionOutcome.TOO_MANY_FAILED:
             break
         if len(reports) >= max_sessions:
             raise LoopError(f"{task}: {saved} of {episodes} demonstrations after {max_sessions} recording sessions; "

@@ -150,7 +150,7 @@ def _safety(args, robot):
 def cmd_record(args) -> int:
     from lara_g1.teleop.keys import RecordKeys
     from lara_g1.teleop.retarget.retargeter import RetargetConfig, Retargeter
-    from lara_g1.teleop.session import Progress, RecordSession, SessionConfig
+    from lara_g1.teleop.session import Progress, RecordSession, SessionConfig, SessionOutcome
     from lara_g1.teleop.sources import TrackingRecorder, make_source
 
     if args.episodes < 1:
@@ -252,7 +252,7 @@ def cmd_record(args) -> int:
           + (f"; dropped frames per episode {dropped}, recorder process CPU "
              f"{100 * float(np.mean(cpu)):.0f}% of one core" if report.episodes else "")
           + (f"; {report.rerecorded} re-recorded" if report.rerecorded else "")
-          + (f"; stopped by {report.stopped_by}" if report.stopped_by else ""))
+          + (f"; ended: {report.outcome}" if report.outcome is not SessionOutcome.COMPLETE else ""))
     judged = [e for e in report.attempts if e.stages is not None]
     if judged:
         rates = stage_rates([e.stages for e in judged])
@@ -272,15 +272,16 @@ def stage_rates(stages: list[dict]) -> dict[str, float]:
 
 
 def write_report(path: Path, args, report, seeds: list[int], error: str | None = None) -> None:
-    """The session as JSON: settings, every attempt (saved or discarded) in order, stage rates,
-    and the error that ended the session early, if one did."""
+    """The session as JSON: settings, how it ended (``outcome``, a
+    :class:`lara_g1.teleop.session.SessionOutcome` value), every attempt (saved or discarded) in
+    order, stage rates, and the error that ended the session early, if one did."""
     import dataclasses
     import json
 
     attempts = report.attempts
     body = {"task": args.task, "source": args.source, "robot": args.robot, "out": str(args.out),
             "episodes_saved": len(report.episodes), "failed_discarded": len(report.failed),
-            "rerecorded": report.rerecorded, "stopped_by": report.stopped_by,
+            "rerecorded": report.rerecorded, "outcome": report.outcome.value,
             "scene_seeds": seeds,    # one per reset: the scene of attempt k is seeds[k]
             "interventions": report.interventions, "error": error,
             "attempts": [dataclasses.asdict(e) for e in attempts]}

@@ -13,11 +13,22 @@ import sys
 import threading
 from typing import IO, Any
 
-NEXT, RERECORD, STOP = "next", "rerecord", "stop"
+from lara_g1.core.enums import StrEnum
+
+
+class Key(StrEnum):
+    """A recording key event."""
+
+    NEXT = "next"            # → or n: end the episode and save it (or start the next phase)
+    RERECORD = "rerecord"    # ← or r: discard the episode and record it again
+    STOP = "stop"            # Esc or q: end the session
+
+
+NEXT, RERECORD, STOP = Key.NEXT, Key.RERECORD, Key.STOP
 _ESC_WAIT_S = 0.05          # an Esc followed within this by '[' is an arrow key, not Esc
 
 
-def decode_keys(data: str) -> list[str]:
+def decode_keys(data: str) -> list[Key]:
     """Key events in a chunk of terminal input (arrow keys arrive as ESC [ C / ESC [ D)."""
     events, i = [], 0
     while i < len(data):
@@ -44,7 +55,7 @@ def decode_keys(data: str) -> list[str]:
 class RecordKeys:
     def __init__(self, stream: IO[str] | None = None):
         self._stream = stream if stream is not None else sys.stdin
-        self.events: queue.Queue[str] = queue.Queue()
+        self.events: queue.Queue[Key] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
@@ -84,7 +95,7 @@ class RecordKeys:
             for event in decode_keys(data):
                 self.events.put(event)
 
-    def poll(self) -> str | None:
+    def poll(self) -> Key | None:
         try:
             return self.events.get_nowait()
         except queue.Empty:

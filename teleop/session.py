@@ -31,10 +31,11 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+from lara_g1.core.enums import StrEnum
 from lara_g1.core.errors import LaraError
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.safety import Phase, SafetyFilter
-from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys
+from lara_g1.teleop.keys import Key, RecordKeys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
 from lara_g1.teleop.sources.replay import TrackingRecorder
@@ -44,6 +45,41 @@ log = logging.getLogger(__name__)
 
 class SessionError(LaraError, RuntimeError):
     pass
+
+
+class SessionOutcome(StrEnum):
+    """How a recording session ended (:attr:`SessionReport.outcome`; ``outcome`` in
+    ``lara-teleop record --report``'s JSON)."""
+
+    COMPLETE = "complete"                   # every requested episode was saved
+    STOPPED = "stopped"                     # the operator pressed stop
+    SOURCE_FINISHED = "source finished"     # a scripted source ran out (a replay file's end)
+    TOO_MANY_FAILED = "too many failed"     # as many judged failures as episodes asked for (discard_failed)
+    INTERRUPTED = "interrupted"             # Ctrl-C or SIGTERM
+    ERROR = "error"                         # an error ended it (the report's ``error`` says which)
+
+
+class EpisodeEnd(StrEnum):
+    """How one recorded episode ended."""
+
+    NEXT = "next"                           # time up, a scripted end, or the next key: save it
+    RERECORD = "rerecord"                   # the re-record key: discard it, record it again
+    STOP = "stop"                           # the stop key: discard it, end the session
+    SOURCE_FINISHED = "source finished"     # the scripted source ran out
+
+
+_KEY_ENDS = {Key.NEXT: EpisodeEnd.NEXT, Key.RERECORD: EpisodeEnd.RERECORD, Key.STOP: EpisodeEnd.STOP}
+
+
+@dataclass(frozen=True)
+class ControlTick:
+    """One tick of :class:`TeleopControl`'s history."""
+
+    t: float                                # clock time of the tick
+    state: np.ndarray | None                # measured joints (None: no robot state at that tick)
+    command: np.ndarray                     # what the safety filter sent
+    episode_end: bool                       # the tracking sample in effect marks a scripted episode end
+    sample_stamp: float | None              # that sample's timestamp (None: no sample yet)
 
 
 # ----------------------------------------------------------------------------- control thread
@@ -58,7 +94,7 @@ class TeleopControl:
         self.tracking_recorder = tracking_recorder
         self._clock = clock
         self._lock = threading.Lock()
-        self._history: collections.deque = collections.deque(maxlen=int(history_s * hz) + 1)
+        self._history: collections.deque[ControlTick] = collections.deque(maxlen=int(history_s * hz) + 1)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._target: np.ndarray | None = None
@@ -128,24 +164,25 @@ class TeleopControl:
         state = self.robot.read_state()
         ended = sample is not None and sample.episode_end
         with self._lock:
-            self._history.append((now, None if state is None else np.asarray(state.q, np.float32),
-                                  q_cmd, ended, None if sample is None else sample.timestamp))
+            self._history.append(ControlTick(now, None if state is None else np.asarray(state.q, np.float32),
+                                             q_cmd, ended, None if sample is None else sample.timestamp))
         self.ticks += 1
 
     def episode_ended(self, t: float, since: float) -> bool:
         """Whether the sample in effect at ``t`` is a scripted episode end taken after ``since``."""
-        entry = self._entry(t)
-        return entry is not None and entry[3] and entry[4] is not None and entry[4] > since
+        tick = self._tick_at(t)
+        return (tick is not None and tick.episode_end and tick.sample_stamp is not None
+                and tick.sample_stamp > since)
 
-    def _entry(self, t: float):
+    def _tick_at(self, t: float) -> ControlTick | None:
         with self._lock:
             hist = list(self._history)
-        return next((e for e in reversed(hist) if e[0] <= t), hist[0] if hist else None)
+        return next((e for e in reversed(hist) if e.t <= t), hist[0] if hist else None)
 
     def covers(self, t: float) -> bool:
         """Whether the history still reaches back to ``t``."""
         with self._lock:
-            return bool(self._history) and self._history[0][0] <= t
+            return bool(self._history) and self._history[0].t <= t
 
     def at(self, t: float) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(measured state, command) in effect at time ``t`` (the last tick at or before it).
@@ -157,10 +194,10 @@ class TeleopControl:
         if not hist:
             return None, None
         i = len(hist) - 1
-        while i > 0 and hist[i][0] > t:
+        while i > 0 and hist[i].t > t:
             i -= 1
-        state = next((e[1] for e in reversed(hist[:i + 1]) if e[1] is not None), None)
-        return state, hist[i][2]
+        state = next((e.state for e in reversed(hist[:i + 1]) if e.state is not None), None)
+        return state, hist[i].command
 
 
 # ----------------------------------------------------------------------------- camera ring
@@ -245,7 +282,7 @@ class SessionReport:
     rerecorded: int = 0
     failed: list[EpisodeReport] = field(default_factory=list)   # judged failed and discarded
     attempts: list[EpisodeReport] = field(default_factory=list)  # saved or failed, in order
-    stopped_by: str = ""
+    outcome: SessionOutcome = SessionOutcome.COMPLETE
     interventions: dict = field(default_factory=dict)
 
 
@@ -307,9 +344,9 @@ class RecordSession:
         """Block until the operator presses next; stop (q/Esc) ends the session."""
         while True:
             key = self.keys.poll()
-            if key == NEXT:
+            if key is Key.NEXT:
                 return
-            if key == STOP:
+            if key is Key.STOP:
                 raise SessionError("stopped by the operator before recording")
             time.sleep(0.02)
 
@@ -352,8 +389,8 @@ class RecordSession:
                              f"frames {frames} | dropped {dropped} | tracking {track} | "
                              f"safety {self.safety.phase.value}")
 
-    def _reset_phase(self, episode: int) -> str | None:
-        """Teleop keeps running; returns STOP if the operator stopped during the reset.
+    def _reset_phase(self, episode: int) -> Key | None:
+        """Teleop keeps running; returns ``Key.STOP`` if the operator stopped during the reset.
 
         After the scene reset the IK warm-starts from the measured pose: a simulated G1 resets
         its arms to the ready pose, and the solutions must start from where the arms are."""
@@ -369,16 +406,16 @@ class RecordSession:
         while self._clock() - start < self.config.reset_time_s:
             self._check_alive()
             key = self.keys.poll()
-            if key == STOP:
-                return STOP
-            if key == NEXT:
+            if key is Key.STOP:
+                return Key.STOP
+            if key is Key.NEXT:
                 break
             self._status("reset", episode, self._clock() - start, 0, 0)
             time.sleep(0.02)
         return None
 
-    def _record_episode(self, episode: int) -> tuple[str, EpisodeReport | None]:
-        """Record one episode; returns (how it ended, report) with how in next/rerecord/stop/end."""
+    def _record_episode(self, episode: int) -> tuple[EpisodeEnd, EpisodeReport]:
+        """Record one episode; returns how it ended and its report."""
         cfg = self.config
         self.writer.start_episode(cfg.task)
         self.source.next_episode()
@@ -389,7 +426,7 @@ class RecordSession:
         stale0, frames0 = self.control.stale_ticks, self.frames.count
         k = dropped = late = 0
         behind = 0.0
-        ended = "next"
+        ended = EpisodeEnd.NEXT
         while True:
             t_k = t0 + k * period
             delay = t_k - self._clock()
@@ -400,15 +437,15 @@ class RecordSession:
                 behind = max(behind, -delay)
             self._check_alive()
             key = self.keys.poll()
-            if key in (NEXT, RERECORD, STOP):
-                ended = key
+            if key in _KEY_ENDS:
+                ended = _KEY_ENDS[key]
                 break
             if cfg.episode_time_s is not None and k >= round(cfg.episode_time_s * fps):
                 break
             if self.control.episode_ended(t_k, began):
                 break
             if self.source.finished:
-                ended = "end"
+                ended = EpisodeEnd.SOURCE_FINISHED
                 break
             state, action = self.control.at(t_k)
             frame = self.frames.at(t_k)
@@ -424,7 +461,7 @@ class RecordSession:
         report = EpisodeReport(episode, k, dropped, late, wall, (time.process_time() - cpu0) / wall,
                                self.control.stale_ticks - stale0, (self.frames.count - frames0) / wall,
                                behind)
-        if self.judge is not None and ended not in (RERECORD, STOP):
+        if self.judge is not None and ended not in (EpisodeEnd.RERECORD, EpisodeEnd.STOP):
             report.stages = {str(name): bool(ok) for name, ok in self.judge().items()}
         return ended, report
 
@@ -434,6 +471,12 @@ class RecordSession:
         with self.keys:
             try:
                 return self._run()
+            except KeyboardInterrupt:
+                self.report.outcome = SessionOutcome.INTERRUPTED
+                raise
+            except BaseException:
+                self.report.outcome = SessionOutcome.ERROR
+                raise
             finally:
                 self.control.stop()
                 self.frames.stop()
@@ -466,7 +509,7 @@ class RecordSession:
         episode = 0
         while episode < cfg.episodes:
             ended, rep = self._record_episode(episode)
-            if ended == RERECORD:
+            if ended is EpisodeEnd.RERECORD:
                 self.writer.discard_episode()
                 self.report.rerecorded += 1
                 self.progress.line(f"episode {episode + 1}: discarded, re-recording")
@@ -479,7 +522,7 @@ class RecordSession:
                 self.report.attempts.append(rep)
                 self.progress.line(f"episode {episode + 1}: failed ({_stages_text(rep.stages)}), discarded")
                 if len(self.report.failed) >= cfg.episodes:
-                    self.report.stopped_by = f"{len(self.report.failed)} failed episodes"
+                    self.report.outcome = SessionOutcome.TOO_MANY_FAILED
                     break
             else:
                 index = self.writer.save_episode()
@@ -490,10 +533,11 @@ class RecordSession:
                                    f"{rep.camera_fps:.0f} fps, CPU {100 * rep.cpu_load:.0f}%"
                                    + (f", {_stages_text(rep.stages)}" if rep.stages is not None else ""))
                 episode += 1
-            if ended in (STOP, "end"):
-                self.report.stopped_by = "key" if ended == STOP else "source finished"
+            if ended in (EpisodeEnd.STOP, EpisodeEnd.SOURCE_FINISHED):
+                self.report.outcome = (SessionOutcome.STOPPED if ended is EpisodeEnd.STOP
+                                       else SessionOutcome.SOURCE_FINISHED)
                 break
-            if episode < cfg.episodes and self._reset_phase(episode) == STOP:
-                self.report.stopped_by = "key"
+            if episode < cfg.episodes and self._reset_phase(episode) is Key.STOP:
+                self.report.outcome = SessionOutcome.STOPPED
                 break
         return self.report

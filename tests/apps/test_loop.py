@@ -23,6 +23,7 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
     attempts = report["attempts"]
     assert all(a["stages"] == {"Pick": True, "Full": True} for a in attempts if a["kept"])
     assert report["scene_seeds"][:2] == [0, 1] and report["error"] is None
+    assert report["outcome"] == "complete"
 
     bundle = tmp_path / "policy"
     loop.train_policy(dataset, bundle, tmp_path / "train.log", preset="tiny", steps=2, seed=0, extra=[],
@@ -51,3 +52,29 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
     rows = [loop.Row("expert", {"pick_place": loop.expert_metrics(report)}), loop.Row("policy", {"pick_place": metrics})]
     table = loop.results_table(rows, ("pick_place",))
     assert "| expert | " in table and "pick_place: Place" in table and "| policy |" in table
+
+
+def test_the_recorders_report_says_how_the_session_ended(tmp_path):
+    """lara-teleop record --report writes the session's outcome as a SessionOutcome value."""
+    from types import SimpleNamespace
+
+    from lara_g1.teleop.cli import write_report
+    from lara_g1.teleop.session import SessionOutcome, SessionReport
+
+    args = SimpleNamespace(task="pour", source="expert", robot="sim", out=tmp_path / "demos")
+    write_report(tmp_path / "report.json", args, SessionReport(outcome=SessionOutcome.TOO_MANY_FAILED), [])
+    body = json.loads((tmp_path / "report.json").read_text())
+    assert SessionOutcome(body["outcome"]) is SessionOutcome.TOO_MANY_FAILED
+
+
+def test_collect_demos_stops_on_the_recorders_outcome(tmp_path, monkeypatch):
+    """A session that met as many failed attempts as episodes ends the collection (read from its
+    report's outcome): no further session is recorded, and the shortfall is an error."""
+    def record_demos(*args, **kwargs):
+        raise AssertionError("another recording session was started")
+    monkeypatch.setattr(loop, "record_demos", record_demos)
+    report = {"task": "pour", "episodes_saved": 1, "failed_discarded": 3, "outcome": "too many failed",
+              "scene_seeds": [0, 1, 2, 3], "attempts": [], "error": None}
+    (tmp_path / "demos_pour_0.json").write_text(json.dumps(report))
+    with pytest.raises(loop.LoopError, match="saved only 1 of 3"):
+        loop.collect_demos(tmp_path / "demos", "pour", 3, tmp_path)

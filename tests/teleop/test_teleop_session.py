@@ -18,7 +18,7 @@ from lara_g1.robot.safety import Phase, SafetyFilter
 from lara_g1.teleop.dataset_writer import LeRobotWriter
 from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys, decode_keys
 from lara_g1.teleop.retarget.retargeter import Retargeter
-from lara_g1.teleop.session import RecordSession, SessionConfig, SessionError, TeleopControl
+from lara_g1.teleop.session import RecordSession, SessionConfig, SessionError, SessionOutcome, TeleopControl
 from lara_g1.teleop.sources import SyntheticSource
 from tests.fakes import FakeClock, FakeRobot
 
@@ -132,7 +132,7 @@ def test_as_many_failures_as_episodes_stop_the_session(tmp_path):
                                        judge=lambda: {"Full": False})
     report = session.run()
     writers[0].close()
-    assert report.stopped_by == "2 failed episodes"
+    assert report.outcome is SessionOutcome.TOO_MANY_FAILED
     assert not report.episodes and len(report.attempts) == 2
     assert robot.sent[-1].blend == 0.0
 
@@ -144,7 +144,7 @@ def test_stop_key_saves_the_episode_and_ends(tmp_path):
                                    keys=ScriptedKeys([(2.0, STOP)]))
     report = session.run()
     writers[0].close()
-    assert report.stopped_by == "key" and len(report.episodes) == 1
+    assert report.outcome is SessionOutcome.STOPPED and len(report.episodes) == 1
     assert 5 <= report.episodes[0].frames <= 60
 
 
@@ -196,6 +196,10 @@ def test_tracking_loss_holds_the_arms_then_recovers():
             control.tick(clock.t)
     run(1.5)                                        # ramp-in done, following the operator
     assert safety.phase is Phase.RUN and control.tracking_ok and control.stale_ticks == 0
+    state, command = control.at(clock.t)            # the newest tick of the history: what was sent
+    np.testing.assert_array_equal(command, robot.q)
+    np.testing.assert_array_equal(state, robot.q)
+    assert not control.episode_ended(clock.t, since=0.0)
     moving = robot.q.copy()
     source.frozen = source.latest()                 # the stream stops
     run(0.3)
@@ -222,6 +226,7 @@ def test_session_reports_a_faded_out_filter(tmp_path):
     session._record_episode = lose_tracking
     with pytest.raises(SessionError, match="faded the arms out"):
         session.run()
+    assert session.report.outcome is SessionOutcome.ERROR
     assert not (tmp_path / "ds" / "meta" / "episodes").exists() or \
         LeRobotDataset(tmp_path / "ds").num_episodes == 0
 
@@ -262,4 +267,4 @@ def test_replayed_tracking_drives_a_session(tmp_path):
     # calibration and ramp-in (~1.2 s) end before the script's episode start at 1.6 s; then the
     # stream runs out.
     assert len(report.episodes) >= 1 and 15 <= report.episodes[0].frames <= 45, report
-    assert report.stopped_by == "source finished"
+    assert report.outcome is SessionOutcome.SOURCE_FINISHED

@@ -26,7 +26,8 @@ class InferenceResult:
     timing_ms: dict[str, float] = field(default_factory=dict)  # preprocess, backbone, action_head, postprocess, total
 
 
-def make_noise(batch: int, horizon: int, action_dim: int, seed: int | None = None) -> np.ndarray:
-    """Standard-normal flow noise ``(batch, horizon, action_dim)`` float32 from an explicit seed."""
+def make_noise(batch: int, horizon: int, max_action_dim: int, seed: int | None = None) -> np.ndarray:
+    """Standard-normal flow noise ``(batch, horizon, max_action_dim)`` float32 from an explicit seed
+    (``max_action_dim``: the model's padded action width)."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch, horizon, action_dim), dtype=np.float32)
+    return rng.standard_normal((batch, horizon, max_action_dim), dtype=np.float32)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from lara_g1.core.embodiment import Embodiment
 from lara_g1.core.observation import Observation, make_noise
+from lara_g1.lara.processing import Preprocessor
 
 ONNX_FP32_TOLERANCE = 1e-4
 
@@ -37,7 +39,7 @@ class ParityReport:
         return max(self.backbone, self.action_head, self.chunk)
 
 
-def random_observations(embodiment: Any, camera: str, batch: int, rng: np.random.Generator) -> list[Observation]:
+def random_observations(embodiment: Embodiment, camera: str, batch: int, rng: np.random.Generator) -> list[Observation]:
     """Observations with random frames (random size), states inside the joint limits, mixed instructions."""
     h, w = int(rng.integers(96, 320)), int(rng.integers(96, 320))
     out = []
@@ -49,12 +51,12 @@ def random_observations(embodiment: Any, camera: str, batch: int, rng: np.random
     return out
 
 
-def random_inputs(preprocessor: Any, horizon: int, action_dim: int, batch: int,
+def random_inputs(preprocessor: Preprocessor, horizon: int, max_action_dim: int, batch: int,
                   seed: int | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Preprocessed fresh random observations and flow noise of ``batch`` samples."""
     rng = np.random.default_rng(seed)
     obs = random_observations(preprocessor.embodiment, preprocessor.camera, batch, rng)
-    noise = make_noise(batch, horizon, action_dim, seed=int(rng.integers(2**31)))
+    noise = make_noise(batch, horizon, max_action_dim, seed=int(rng.integers(2**31)))
     return preprocessor(obs), noise
 
 
@@ -68,7 +70,7 @@ def torch_reference(policy: torch.nn.Module, inputs: dict[str, np.ndarray], nois
     return feats.numpy(), actions.numpy()
 
 
-def onnx_parity(policy: torch.nn.Module, preprocessor: Any, backbone_path: Path, head_path: Path,
+def onnx_parity(policy: torch.nn.Module, preprocessor: Preprocessor, backbone_path: Path, head_path: Path,
                 batch: int = 2, seed: int | None = None, threads: int | None = None) -> ParityReport:
     """ONNX Runtime (CPU) against torch, same inputs and noise, for both graphs and the whole chunk."""
     import onnxruntime as ort

@@ -27,18 +27,23 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Callable
 
 import numpy as np
 
 from lara_g1.core.enums import StrEnum
 from lara_g1.core.errors import LaraError
+from lara_g1.robot.cameras.base import Camera
 from lara_g1.robot.cameras.stream import FrameStream
+from lara_g1.robot.interface import Robot
 from lara_g1.robot.safety import Phase, SafetyFilter
 from lara_g1.teleop.keys import Key, RecordKeys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
 from lara_g1.teleop.sources.replay import TrackingRecorder
+
+if TYPE_CHECKING:  # the writer needs pyarrow and av, which the robot side does without
+    from lara_g1.teleop.dataset_writer import LeRobotWriter
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ class ControlTick:
 # ----------------------------------------------------------------------------- control thread
 class TeleopControl:
     def __init__(self, source: TrackingSource, retargeter: Retargeter, safety: SafetyFilter,
-                 robot: Any, *, hz: float, tracking_timeout_s: float,
+                 robot: Robot, *, hz: float, tracking_timeout_s: float,
                  tracking_recorder: TrackingRecorder | None = None,
                  clock: Callable[[], float] = time.monotonic, history_s: float = 10.0):
         self.source, self.retargeter, self.safety, self.robot = source, retargeter, safety, robot
@@ -299,7 +304,8 @@ class RecordSession:
     """
 
     def __init__(self, config: SessionConfig, source: TrackingSource, retargeter: Retargeter,
-                 safety: SafetyFilter, robot: Any, camera: Any, writer_factory: Callable[[tuple], Any],
+                 safety: SafetyFilter, robot: Robot, camera: Camera,
+                 writer_factory: Callable[[tuple[int, int]], LeRobotWriter],
                  *, command_hz: float, tracking_timeout_s: float,
                  tracking_recorder: TrackingRecorder | None = None,
                  on_reset: Callable[[int], None] | None = None,
@@ -315,7 +321,7 @@ class RecordSession:
                                      tracking_timeout_s=tracking_timeout_s,
                                      tracking_recorder=tracking_recorder, clock=clock)
         self.frames = FrameStream(camera, keep=150, read_timeout_s=0.5, name="teleop-camera")
-        self.writer: Any = None
+        self.writer: LeRobotWriter | None = None
         self.report = SessionReport()
 
     # -- phases -------------------------------------------------------------------------------

@@ -11,12 +11,15 @@ would have seen, without any sampler state in the checkpoint.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from lara_g1.core.observation import Observation
+
+if TYPE_CHECKING:
+    from lara_g1.lara.processing import Preprocessor
 
 
 class StepBatchSampler(torch.utils.data.Sampler):
@@ -55,7 +58,7 @@ class BatchCollator:
     ``preprocessor`` None: LAM-only batches (frames t and t+k).
     """
 
-    def __init__(self, preprocessor: Any | None, camera: str) -> None:
+    def __init__(self, preprocessor: Preprocessor | None, camera: str) -> None:
         self.preprocessor, self.camera = preprocessor, camera
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from lara_g1.lara.train.batches import BatchCollator, StepBatchSampler, to_devic
 from lara_g1.lara.train.checkpoint import list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint
 from lara_g1.lara.train.objective import JointObjective, LossWeights
 from lara_g1.lara.train.optim import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:
+    from lara_g1.lara.model.config import PolicyConfig
 
 LOG_NAME = "train_log.jsonl"
 SUMMARY_NAME = "train_summary.json"
@@ -128,7 +131,7 @@ def _resolve_lam_dir(path: Path) -> Path:
 
 @dataclass
 class _Modules:
-    config: Any  # PolicyConfig
+    config: PolicyConfig
     policy: nn.Module | None
     lam: LatentActionModel | None
     align: AlignmentHead | None

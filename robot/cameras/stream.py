@@ -4,7 +4,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any
+
+from lara_g1.robot.cameras.base import Camera, Frame
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +19,10 @@ class FrameStream:
     Read errors are counted and logged (a hiccup shows up as a stall or as dropped frames).
     """
 
-    def __init__(self, camera: Any, keep: int = 1, read_timeout_s: float = 1.0, name: str = "camera"):
+    def __init__(self, camera: Camera, keep: int = 1, read_timeout_s: float = 1.0, name: str = "camera"):
         self.camera = camera
         self.read_timeout_s = read_timeout_s
-        self._frames: collections.deque = collections.deque(maxlen=keep)
+        self._frames: collections.deque[Frame] = collections.deque(maxlen=keep)
         self._cond = threading.Condition()
         self._seq = 0
         self._stop = threading.Event()
@@ -57,14 +58,14 @@ class FrameStream:
                 self._seq += 1
                 self._cond.notify_all()
 
-    def wait_next(self, after_seq: int, wait_s: float) -> tuple[Any, int]:
+    def wait_next(self, after_seq: int, wait_s: float) -> tuple[Frame | None, int]:
         """``(frame, seq)``: a frame newer than ``after_seq`` if one comes within ``wait_s``, else
         the newest (``None`` before the first frame)."""
         with self._cond:
             self._cond.wait_for(lambda: self._seq > after_seq, timeout=wait_s)
             return (self._frames[-1] if self._frames else None), self._seq
 
-    def at(self, t: float) -> Any:
+    def at(self, t: float) -> Frame | None:
         """The newest frame captured at or before ``t`` (the oldest one kept if none was)."""
         with self._cond:
             frames = list(self._frames)

@@ -10,13 +10,18 @@ import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from lara_g1.core.embodiment import Embodiment
 from lara_g1.core.errors import LaraError
 from lara_g1.core.observation import InferenceResult, Observation
 from lara_g1.runtime.engine import Engine
+
+if TYPE_CHECKING:  # not at import time: the lara.model package imports torch
+    from lara_g1.lara.model.config import PolicyConfig
+    from lara_g1.lara.processing import Preprocessor
 
 TIMING_KEYS = ("preprocess", "backbone", "action_head", "postprocess", "total")
 
@@ -30,10 +35,10 @@ class BundleSpec:
     """The parts of a policy bundle every engine needs (no torch weights)."""
 
     path: Path
-    config: Any            # lara.model.config.PolicyConfig
-    preprocessor: Any      # lara.processing.Preprocessor
+    config: PolicyConfig
+    preprocessor: Preprocessor
     model_id: str
-    embodiment: Any        # lara.embodiment.Embodiment
+    embodiment: Embodiment
 
     @property
     def horizon(self) -> int:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -27,7 +27,13 @@ from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Obse
 from lara_g1.robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
                               write_results)
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
-from lara_g1.robot.safety import EStop, SafetyConfigError, SafetyError
+from lara_g1.robot.cameras.base import Camera
+from lara_g1.robot.interface import Robot
+from lara_g1.robot.safety import EStop, EStopSource, SafetyConfigError, SafetyError, StopReason
+
+if TYPE_CHECKING:  # imported where used: the client needs zmq, SimControl a DDS participant
+    from lara_g1.runtime.client import PolicyClient
+    from lara_g1.robot.sim.control import SimControl
 
 log = logging.getLogger("lara-robot")
 
@@ -83,10 +89,10 @@ class Session:
         self.task = task
         self.estop = estop
         self.stack = contextlib.ExitStack()
-        self.client: Any = None
-        self.robot: Any = None
-        self.camera: Any = None
-        self.sim_control: Any = None
+        self.client: PolicyClient | None = None
+        self.robot: Robot | None = None
+        self.camera: Camera | None = None
+        self.sim_control: SimControl | None = None
         self.camera_name = "head"
         self.horizon = 8
         self.current: ControlLoop | None = None
@@ -215,7 +221,7 @@ def _signals_estop(session: Session):
     def handler(signum, _frame):
         name = signal.Signals(signum).name
         first = not estop.triggered
-        estop.trigger(name)
+        estop.trigger(EStopSource(name))
         if session.current is None:
             if first:   # once: a second signal must not interrupt the clean-up of the first
                 raise KeyboardInterrupt(name)
@@ -251,7 +257,8 @@ def _print_run(result: RunResult) -> None:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    print(f"run ended: {result.reason} after {result.duration_s:.1f} s, {result.ticks} commands")
+    by = f" ({result.estop})" if result.reason is StopReason.ESTOP and result.estop is not None else ""
+    print(f"run ended: {result.reason}{by} after {result.duration_s:.1f} s, {result.ticks} commands")
     print(f"control period p50/p99: {ms(result.period_ms_p50)} / {ms(result.period_ms_p99)} ms")
     print(f"frame->command latency p50/p99: {ms(result.e2e_ms_p50)} / {ms(result.e2e_ms_p99)} ms")
     print(f"infer round trip p50/p99: {ms(result.infer_rtt_ms_p50)} / {ms(result.infer_rtt_ms_p99)} ms")
@@ -276,7 +283,8 @@ def cmd_run(args: argparse.Namespace, session: Session) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     # The end of --duration and an operator's Ctrl-C/SIGTERM are normal ends; the watchdog is not.
-    ok = result.reason in ("end of duration", "e-stop: SIGINT", "e-stop: SIGTERM")
+    ok = result.reason is StopReason.END_OF_DURATION or (
+        result.reason is StopReason.ESTOP and result.estop in (EStopSource.SIGINT, EStopSource.SIGTERM))
     return 0 if ok else 1
 
 
@@ -352,7 +360,7 @@ def cmd_eval(args: argparse.Namespace, session: Session) -> int:
     aborted = None
     for i in range(args.trials):
         if session.estop.triggered:
-            aborted = f"e-stop ({session.estop.reason})"
+            aborted = f"e-stop ({session.estop.describe()})"
             break
         print(f"trial {i + 1}/{args.trials}")
         session.status_extra["trial"] = f"{i + 1}/{args.trials}"
@@ -366,7 +374,7 @@ def cmd_eval(args: argparse.Namespace, session: Session) -> int:
         trial = _sim_trial if session.sim_control is not None else _operator_trial
         stages, result, observed = trial(session, loop, duration)
         if session.estop.triggered:
-            aborted = f"e-stop ({session.estop.reason}) during trial {i + 1}; that trial is not counted"
+            aborted = f"e-stop ({session.estop.describe()}) during trial {i + 1}; that trial is not counted"
             break
         records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0,
                                    {**_trial_numbers(result), **observed}))

@@ -27,9 +27,11 @@ import yaml
 
 from lara_g1.core.embodiment import Embodiment
 from lara_g1.core.errors import LaraError
+from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.interface import Robot
-from lara_g1.robot.safety import EStop, Phase, SafetyConfig, SafetyConfigError, SafetyFilter, control_config_path
+from lara_g1.robot.safety import (EStop, EStopSource, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
+                                  StopReason, control_config_path)
 from lara_g1.robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
 
 log = logging.getLogger(__name__)
@@ -134,12 +136,12 @@ class FrameGrabber(FrameStream):
     watchdog holds and fades out.
     """
 
-    def __init__(self, camera: Any, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, camera: Camera, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(camera, keep=1, name="frame-grabber")
         self.max_age_s = max_age_s
         self._clock = clock
 
-    def next(self, after_seq: int, wait_s: float) -> tuple[Any, int]:
+    def next(self, after_seq: int, wait_s: float) -> tuple[Frame, int]:
         """A frame newer than ``after_seq`` if one comes within ``wait_s``, else the newest."""
         frame, seq = self.wait_next(after_seq, wait_s)
         if frame is None:
@@ -152,7 +154,7 @@ class FrameGrabber(FrameStream):
 
 @dataclass
 class RunResult:
-    reason: str
+    reason: StopReason                 # why the run ended
     ticks: int
     duration_s: float
     period_ms_p50: float | None
@@ -164,6 +166,7 @@ class RunResult:
     interventions: dict[str, int]
     scheduler: dict[str, Any]
     request_errors: dict[str, int]
+    estop: EStopSource | None = None   # who pressed the e-stop, if it was pressed
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -172,11 +175,10 @@ class RunResult:
 class ControlLoop:
     """One policy episode on ``robot`` (see the module docstring).
 
-    ``infer(observation) -> actions [H, dim]`` asks the policy; ``camera`` has
-    ``read() -> frame`` with ``.image`` (uint8 HxWx3) and ``.stamp`` (monotonic s).
+    ``infer(observation) -> actions [H, dim]`` asks the policy; ``camera`` gives the frames.
     """
 
-    def __init__(self, robot: Robot, camera: Any, infer: Callable[[Observation], np.ndarray],
+    def __init__(self, robot: Robot, camera: Camera, infer: Callable[[Observation], np.ndarray],
                  embodiment: Embodiment, config: ControlConfig, *, camera_name: str = "head",
                  estop: EStop | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -224,13 +226,13 @@ class ControlLoop:
                            "no robot state (rt/lowstate) within {:.1f} s: is the robot (or lara-sim) up "
                            "on this DDS domain and interface?")
         if state is None:
-            return self._result("stopped before start")
+            return self._result(StopReason.NOT_STARTED)
         run = self.config.run
         self._grabber = FrameGrabber(self.camera, run.frame_max_age_s, clock).start()
         self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock)
         self.filter = SafetyFilter(self.embodiment, self.config.safety, self.robot, estop=self.estop,
                                    clock=clock, sleep=self._sleep)
-        reason = "exit"
+        reason = StopReason.EXIT
         hold = None
         try:
             if run.start_at_ready:
@@ -241,14 +243,14 @@ class ControlLoop:
                                    "the robot did not reach the ready pose within {:.1f} s ({detail})",
                                    hold=hold)
                 if ready is None:
-                    return self._result(self.filter.fade_reason or "stopped before start")
+                    return self._result(self.filter.fade_reason or StopReason.NOT_STARTED)
             self.requester.start()
             self._phase_note = "waiting for the first chunk"
             first = self._wait(lambda: self.scheduler.target(clock()), run.first_chunk_timeout_s,
                                stop, "no action chunk from the policy server within {:.1f} s "
                                "(request errors: {errors})", hold=hold)
             if first is None:
-                return self._result(self.filter.fade_reason or "stopped before start")
+                return self._result(self.filter.fade_reason or StopReason.NOT_STARTED)
             if not self.filter.active:
                 state = self.robot.read_state()
                 if state is None:
@@ -285,7 +287,7 @@ class ControlLoop:
         return (f"{self.embodiment.joint_names[worst]} is {off[worst]:.3f} off, tolerance "
                 f"{self.config.run.ready_tolerance}; safety phase {self.filter.phase.value}")
 
-    def _loop(self, duration_s: float | None, stop: threading.Event) -> str:
+    def _loop(self, duration_s: float | None, stop: threading.Event) -> StopReason:
         assert self.filter is not None
         clock = self._clock
         period = 1.0 / self.config.safety.command_hz
@@ -296,9 +298,9 @@ class ControlLoop:
         while True:
             now = clock()
             if stop.is_set():
-                return "stopped"
+                return StopReason.STOPPED
             if duration_s is not None and now - t_start >= duration_s:
-                return "end of duration"
+                return StopReason.END_OF_DURATION
             target = self.scheduler.target(now)
             self._last_target = target
             self.filter.step(target, now, command_stamp=self.scheduler.last_received)
@@ -312,7 +314,7 @@ class ControlLoop:
                 self._e2e.append(sent - source)
                 last_source = source
             if self.filter.stopped:
-                return self.filter.fade_reason
+                return self.filter.fade_reason or StopReason.EXIT
             next_t += period
             delay = next_t - clock()
             if delay > 0:
@@ -345,9 +347,10 @@ class ControlLoop:
         return None
 
     # -- reporting ----------------------------------------------------------------------------
-    def _result(self, reason: str) -> RunResult:
+    def _result(self, reason: StopReason) -> RunResult:
         return RunResult(
             reason=reason,
+            estop=self.estop.source,
             ticks=self._ticks,
             duration_s=0.0 if self._t_begin is None else self._clock() - self._t_begin,
             period_ms_p50=percentile_ms(self._periods, 50),

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from lara_g1.robot.safety import EStop
+from lara_g1.robot.safety import EStop, EStopSource
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class KeyboardEStop:
             key = os.read(self._fd, 1).decode(errors="replace")
             if key in ESTOP_KEYS:
                 log.warning("e-stop from the keyboard")
-                self.estop.trigger("keyboard")
+                self.estop.trigger(EStopSource.KEYBOARD)
 
 
 def _in_background(fd: int) -> bool:

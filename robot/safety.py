@@ -36,6 +36,7 @@ import yaml
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import Embodiment
+from lara_g1.core.enums import StrEnum
 from lara_g1.core.errors import ConfigError, LaraError
 from lara_g1.robot.interface import Robot
 
@@ -165,6 +166,30 @@ class Phase(str, enum.Enum):
     STOPPED = "stopped"    # faded out: nothing more is sent
 
 
+class StopReason(StrEnum):
+    """Why commanding stopped: the safety filter's fade-out (:attr:`SafetyFilter.fade_reason`), and
+    the end of a policy run (``robot.control.RunResult.reason``)."""
+
+    ESTOP = "e-stop"                          # the e-stop latch (EStop.source says who pressed it)
+    STALE_STATE = "watchdog: stale state"     # no fresh robot state for hold_s
+    STALE_COMMANDS = "watchdog: stale commands"   # no fresh command for hold_s
+    EXIT = "exit"                             # the command source is done (fade_out(), close(), the with block)
+    ERROR = "exit on error"                   # the with block was left by an exception
+    END_OF_DURATION = "end of duration"       # a policy run's duration ran out
+    STOPPED = "stopped"                       # a policy run's stop event was set
+    NOT_STARTED = "stopped before start"      # a policy run stopped before it commanded anything
+
+
+class EStopSource(StrEnum):
+    """Who triggered the e-stop."""
+
+    KEYBOARD = "keyboard"     # SPACE, e or Esc on the operator's terminal
+    DASHBOARD = "dashboard"   # the status page's E-STOP button
+    SIGINT = "SIGINT"         # Ctrl-C
+    SIGTERM = "SIGTERM"       # a termination request (a supervisor, a script)
+    FAULT = "fault"           # a command source that failed (the detail says how)
+
+
 @dataclass(frozen=True)
 class Intervention:
     t: float
@@ -176,17 +201,25 @@ class EStop:
     """A latched e-stop that several sources share (keyboard, dashboard, signal handlers).
 
     Setting it is safe from any thread and from a signal handler; every filter built with it
-    fades out at its next step.
+    fades out at its next step. The first trigger is kept: :attr:`source` and :attr:`detail`.
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self.reason: str | None = None
+        self.source: EStopSource | None = None
+        self.detail = ""
 
-    def trigger(self, reason: str = "estop") -> None:
+    def trigger(self, source: EStopSource, detail: str = "") -> None:
         if not self._event.is_set():
-            self.reason = reason
+            self.source = EStopSource(source)
+            self.detail = detail
             self._event.set()
+
+    def describe(self) -> str:
+        """``"keyboard"``, ``"fault: teleop control failed: ..."``; ``""`` while not triggered."""
+        if self.source is None:
+            return ""
+        return f"{self.source}: {self.detail}" if self.detail else str(self.source)
 
     @property
     def triggered(self) -> bool:
@@ -229,7 +262,8 @@ class SafetyFilter:
         self._hold_since = 0.0
         self._fade_start = 0.0
         self._fade_from = 0.0
-        self._fade_reason = ""
+        self._fade_reason: StopReason | None = None
+        self._fade_detail = ""
 
     # -- public state -------------------------------------------------------------------------
     @property
@@ -267,8 +301,14 @@ class SafetyFilter:
             return list(self._events)
 
     @property
-    def fade_reason(self) -> str:
+    def fade_reason(self) -> StopReason | None:
+        """Why the filter is fading or faded out (None while it is not)."""
         return self._fade_reason
+
+    @property
+    def fade_detail(self) -> str:
+        """The fade-out's reason for people: ``"e-stop: dashboard"``, ``"exit on ValueError"``."""
+        return self._fade_detail
 
     # -- control ------------------------------------------------------------------------------
     def start(self, measured_q: np.ndarray, now: float | None = None) -> None:
@@ -279,7 +319,7 @@ class SafetyFilter:
             if self._phase is not Phase.IDLE:
                 raise SafetyStateError(f"start() called twice (phase {self._phase.value})")
             if self.estop_latch.triggered:
-                raise SafetyStateError(f"e-stop engaged ({self.estop_latch.reason}); not starting")
+                raise SafetyStateError(f"e-stop engaged ({self.estop_latch.describe()}); not starting")
             if q.shape != (self.embodiment.dim,):
                 raise SafetyStateError(f"measured pose has shape {q.shape}, expected ({self.embodiment.dim},)")
             if not np.all(np.isfinite(q)):
@@ -297,9 +337,9 @@ class SafetyFilter:
             self._phase = Phase.RAMP
             log.info("safety: ramp-in from the measured pose over %.1f s", self.config.ramp_in_s)
 
-    def estop(self, reason: str = "estop") -> None:
+    def estop(self, source: EStopSource, detail: str = "") -> None:
         """Latch the e-stop: the next step starts the fade-out. Safe from any thread."""
-        self.estop_latch.trigger(reason)
+        self.estop_latch.trigger(source, detail)
 
     def step(self, q_target: np.ndarray | None, now: float | None = None,
              command_stamp: float | None = None) -> tuple[np.ndarray, float]:
@@ -320,8 +360,9 @@ class SafetyFilter:
                 return self._last_cmd.astype(np.float32), 0.0
             assert self._last_cmd is not None and self._q0 is not None and self._target is not None
             if self.estop_latch.triggered and self._phase is not Phase.FADE:
-                self._intervene("estop", self.estop_latch.reason or "estop", now)
-                self._begin_fade(now, f"e-stop: {self.estop_latch.reason}")
+                who = self.estop_latch.describe()
+                self._intervene("estop", who, now)
+                self._begin_fade(now, StopReason.ESTOP, f"{StopReason.ESTOP}: {who}")
 
             if self._t_start is None:
                 self._t_start = now      # the ramp starts at the first command: it is exactly q0
@@ -353,7 +394,7 @@ class SafetyFilter:
             q_cmd = self._last_cmd + limited
             if self._phase is Phase.FADE and blend <= 0.0:
                 self._phase = Phase.STOPPED
-                log.warning("safety: faded out (%s)", self._fade_reason)
+                log.warning("safety: faded out (%s)", self._fade_detail)
             self._last_cmd = q_cmd
             self._blend = float(blend)
             out = q_cmd.astype(np.float32)
@@ -361,18 +402,21 @@ class SafetyFilter:
             self.robot.send(out, self._blend)
             return out.copy(), self._blend
 
-    def fade_out(self, reason: str = "exit") -> None:
+    def fade_out(self, reason: StopReason = StopReason.EXIT, detail: str = "") -> None:
         """Fade the blend weight to 0 now, holding the pose, sending at the command rate.
 
         Blocks until faded (<= ``fade_s``). Does nothing before start or after a fade-out.
+        ``detail``: the reason for people (default: the reason's own words).
         """
+        reason = StopReason(reason)
+        detail = detail or str(reason)
         with self._lock:
             if not self.active:
                 return
             if self._phase is not Phase.FADE:
                 now = self._clock()
-                self._intervene("fade_out", reason, now)
-                self._begin_fade(now, reason)
+                self._intervene("fade_out", detail, now)
+                self._begin_fade(now, reason, detail)
         next_t = self._clock()
         while self.active:
             self.step(None, self._clock())
@@ -382,13 +426,16 @@ class SafetyFilter:
                 self._sleep(delay)
 
     def close(self) -> None:
-        self.fade_out("exit")
+        self.fade_out(StopReason.EXIT)
 
     def __enter__(self) -> "SafetyFilter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.fade_out("exit" if exc_type is None else f"exit on {exc_type.__name__}")
+        if exc_type is None:
+            self.fade_out(StopReason.EXIT)
+        else:
+            self.fade_out(StopReason.ERROR, f"exit on {exc_type.__name__}")
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-friendly view for status pages."""
@@ -396,8 +443,9 @@ class SafetyFilter:
             return {
                 "phase": self._phase.value,
                 "blend": self._blend,
-                "fade_reason": self._fade_reason or None,
-                "estop": self.estop_latch.reason if self.estop_latch.triggered else None,
+                "fade_reason": self._fade_reason,
+                "fade_detail": self._fade_detail or None,
+                "estop": self.estop_latch.source,
                 "interventions": dict(self._counts),
                 "recent": [{"t": e.t, "kind": e.kind, "detail": e.detail} for e in list(self._events)[-20:]],
             }
@@ -448,15 +496,17 @@ class SafetyFilter:
             self._hold_since = now
             self._phase = Phase.HOLD
         elif now - self._hold_since >= self.config.hold_s:
-            self._begin_fade(now, "watchdog: " + ("stale state" if "stale_state" in self._stale
-                                                  else "stale commands"))
+            self._begin_fade(now, StopReason.STALE_STATE if "stale_state" in self._stale
+                             else StopReason.STALE_COMMANDS)
 
-    def _begin_fade(self, now: float, reason: str) -> None:
+    def _begin_fade(self, now: float, reason: StopReason, detail: str = "") -> None:
         self._phase = Phase.FADE
         self._fade_start = now
         self._fade_from = self._blend
         self._fade_reason = reason
-        log.warning("safety: fading out over <= %.1f s (%s)", self.config.fade_s * self._fade_from, reason)
+        self._fade_detail = detail or str(reason)
+        log.warning("safety: fading out over <= %.1f s (%s)", self.config.fade_s * self._fade_from,
+                    self._fade_detail)
 
     def _intervene(self, kind: str, detail: str, now: float) -> None:
         self._counts[kind] += 1

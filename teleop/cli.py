@@ -325,7 +325,7 @@ def cmd_replay(args) -> int:
             while True:
                 now = time.monotonic()
                 if safety.stopped:
-                    raise CliError(f"the safety filter faded out: {safety.fade_reason}")
+                    raise CliError(f"the safety filter faded out: {safety.fade_detail}")
                 if t_play is None and safety.phase is Phase.RUN:
                     t_play = now
                 i = 0 if t_play is None else int((now - t_play) * fps)

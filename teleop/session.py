@@ -36,7 +36,7 @@ from lara_g1.core.errors import LaraError
 from lara_g1.robot.cameras.base import Camera
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.interface import Robot
-from lara_g1.robot.safety import Phase, SafetyFilter
+from lara_g1.robot.safety import EStopSource, Phase, SafetyFilter
 from lara_g1.teleop.keys import Key, RecordKeys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
@@ -142,7 +142,7 @@ class TeleopControl:
         except BaseException as exc:  # noqa: BLE001 - the recorder reports it and stops
             self.error = exc
             log.exception("teleop control loop failed")
-            self.safety.estop(f"teleop control failed: {exc}")
+            self.safety.estop(EStopSource.FAULT, f"teleop control failed: {exc}")
 
     def tick(self, now: float) -> None:
         sample = self.source.latest()
@@ -337,7 +337,7 @@ class RecordSession:
         if self.control.error is not None:
             raise SessionError(f"teleop control failed: {self.control.error}") from self.control.error
         if self.safety.stopped:
-            raise SessionError(f"the safety filter faded the arms out ({self.safety.fade_reason}); "
+            raise SessionError(f"the safety filter faded the arms out ({self.safety.fade_detail}); "
                                "recording stopped")
 
     def _fresh_sample(self) -> TrackingSample | None:

@@ -15,6 +15,7 @@ import pytest
 
 from lara_g1.robot.cameras.base import Frame
 from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Observation
+from lara_g1.robot.safety import StopReason
 from tests.fakes import FakeRobot, StaticCamera
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_running
 
@@ -39,7 +40,7 @@ def test_policy_run_ramps_in_from_the_measured_pose_and_fades_out_at_the_end(ser
         result = loop.run(duration_s=1.5)
     finally:
         client.close()
-    assert result.reason == "end of duration"
+    assert result.reason is StopReason.END_OF_DURATION and result.estop is None
     first = robot.sent[0]
     np.testing.assert_allclose(first.q, q0, atol=1e-6)          # the first command is the measured pose
     assert first.blend == 0.0
@@ -100,7 +101,7 @@ def test_server_killed_mid_run_holds_within_200ms_and_fades_within_3s(engine):
         client.close()
     assert not thread.is_alive()
     result = box["result"]
-    assert result.reason == "watchdog: stale commands"
+    assert result.reason is StopReason.STALE_COMMANDS
     before = [s.q for s in robot.sent if s.time < t_stop - 0.3]
     assert np.ptp(np.stack(before), axis=0).max() > 0            # the policy was moving the robot
     # the last sign of life: a reply already on its way when stop() began may still arrive
@@ -148,7 +149,7 @@ def test_camera_stall_stops_new_chunks_and_the_watchdog_fades_out():
     t_stall = time.monotonic()
     thread.join(10.0)
     result = box["result"]
-    assert result.reason == "watchdog: stale commands"
+    assert result.reason is StopReason.STALE_COMMANDS
     assert result.request_errors.get("ControlError", 0) >= 1           # "the camera stalled"
     # new chunks stop once the newest frame is older than frame_max_age_s; then hold and fade
     limit = cfg.run.frame_max_age_s + cfg.safety.command_timeout_s + cfg.safety.hold_s + cfg.safety.fade_s
@@ -169,7 +170,7 @@ def test_the_policy_starts_from_the_ready_pose():
 
     cfg = fast_config(**PATIENT)
     result = ControlLoop(robot, StaticCamera(), policy, EMB, cfg).run(duration_s=0.5)
-    assert result.reason == "end of duration" and seen
+    assert result.reason is StopReason.END_OF_DURATION and seen
     np.testing.assert_allclose(robot.sent[0].q, start, atol=1e-6)        # the ramp starts where the arms are
     assert np.abs(seen[0] - EMB.default_pose).max() <= cfg.run.ready_tolerance
     assert_sent_safe(robot, cfg, start)

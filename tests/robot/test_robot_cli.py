@@ -12,7 +12,7 @@ import pytest
 
 from lara_g1.robot.cli import main
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
-from lara_g1.robot.safety import EStop
+from lara_g1.robot.safety import EStop, EStopSource
 
 
 def free_port() -> int:
@@ -67,7 +67,7 @@ def test_keyboard_estop_on_a_terminal_and_terminal_restored(key):
             deadline = time.monotonic() + 5
             while not estop.triggered and time.monotonic() < deadline:
                 time.sleep(0.01)
-        assert estop.triggered and estop.reason == "keyboard"
+        assert estop.triggered and estop.source is EStopSource.KEYBOARD
         assert termios.tcgetattr(slave) == before
     finally:
         stream.close()

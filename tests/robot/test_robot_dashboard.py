@@ -13,7 +13,7 @@ import numpy as np
 
 from lara_g1.robot.control import ControlLoop
 from lara_g1.robot.dashboard import RobotDashboard
-from lara_g1.robot.safety import EStop
+from lara_g1.robot.safety import EStop, EStopSource, StopReason
 from tests.fakes import FakeRobot, StaticCamera
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
 
@@ -74,7 +74,7 @@ def test_status_page_and_estop_over_http(server, tmp_path):      # server: tests
     finally:
         dash.stop()
         client.close()
-    assert box["result"].reason == "e-stop: dashboard"
+    assert box["result"].reason is StopReason.ESTOP and box["result"].estop is EStopSource.DASHBOARD
     blends = [s.blend for s in robot.sent if s.time > t_press]
     assert all(b2 <= b1 for b1, b2 in zip(blends, blends[1:]))
     assert blends[-1] == 0.0

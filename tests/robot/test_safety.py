@@ -9,8 +9,8 @@ import pytest
 
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.control import ControlConfig
-from lara_g1.robot.safety import (EStop, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
-                                  SafetyStateError)
+from lara_g1.robot.safety import (EStop, EStopSource, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
+                                  SafetyStateError, StopReason)
 from tests.fakes import FakeRobot
 
 EMB = load_embodiment("g1")
@@ -190,7 +190,7 @@ def test_estop_from_another_thread_fades_out_latched():
     f.start(EMB.default_pose, now=0.0)
     run_steps(f, robot, [EMB.default_pose] * 300)
     t0 = 300 * PERIOD
-    th = threading.Thread(target=f.estop, args=("dashboard",))
+    th = threading.Thread(target=f.estop, args=(EStopSource.DASHBOARD,))
     th.start()
     th.join()
     t = t0
@@ -202,7 +202,9 @@ def test_estop_from_another_thread_fades_out_latched():
     assert blends[-1] == 0.0
     assert t - t0 <= CFG.fade_s + 2 * PERIOD
     assert f.interventions["estop"] == 1
-    assert "dashboard" in f.fade_reason
+    assert f.fade_reason is StopReason.ESTOP and f.estop_latch.source is EStopSource.DASHBOARD
+    assert f.fade_detail == "e-stop: dashboard"                  # what a person reads
+    assert f.snapshot()["fade_reason"] == "e-stop" and f.snapshot()["estop"] == "dashboard"
     with pytest.raises(SafetyStateError, match="e-stop engaged") as info:
         SafetyFilter(EMB, f.config, robot, estop=f.estop_latch).start(EMB.default_pose)
     assert not isinstance(info.value, ValueError)     # a state of the world, not a bad value
@@ -220,6 +222,7 @@ def test_context_manager_fades_out_on_exception():
     assert f.stopped
     assert robot.sent[-1].blend == 0.0
     assert f.interventions["fade_out"] == 1
+    assert f.fade_reason is StopReason.ERROR and f.fade_detail == "exit on RuntimeError"
 
 
 def test_shared_estop_latch_reaches_every_filter():
@@ -228,10 +231,10 @@ def test_shared_estop_latch_reaches_every_filter():
     f = SafetyFilter(EMB, CFG, robot, estop=latch)
     f.start(EMB.default_pose, now=0.0)
     run_steps(f, robot, [EMB.default_pose] * 50)
-    latch.trigger("keyboard")
+    latch.trigger(EStopSource.KEYBOARD)
     robot.stamp = 0.6
     f.step(EMB.default_pose, 0.6)
-    assert f.phase is Phase.FADE and "keyboard" in f.fade_reason
+    assert f.phase is Phase.FADE and f.fade_reason is StopReason.ESTOP and latch.source is EStopSource.KEYBOARD
     assert 0.0 < robot.sent[-1].blend < 0.3
 
 
@@ -286,5 +289,5 @@ def test_each_watchdog_condition_is_counted_as_it_begins():
         t += PERIOD
         f.step(None, t)
     assert f.interventions["stale_state"] == 1 and f.interventions["stale_command"] == 1
-    assert f.fade_reason == "watchdog: stale state"
+    assert f.fade_reason is StopReason.STALE_STATE
     assert t - t_state <= 3.0

@@ -105,7 +105,7 @@ class _Chunk:
 class _CrossFade:
     """``older`` fading linearly into ``newer`` over ``[t_a, t_b]``."""
 
-    def __init__(self, older: Any, newer: _Chunk, t_a: float, t_b: float) -> None:
+    def __init__(self, older: _Chunk | _CrossFade, newer: _Chunk, t_a: float, t_b: float) -> None:
         self.older, self.newer, self.t_a, self.t_b = older, newer, t_a, t_b
 
     @property

@@ -5,9 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 BASE_CSS_MARK = "/* {{base_css}} */"
 
@@ -38,7 +41,7 @@ class BackgroundHTTPServer:
     """uvicorn in a daemon thread on a socket bound up front, so a busy port fails at once with a
     clear error and port 0 gives a free port (read back from ``port``/``url``)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8080, name: str = "dashboard"):
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080, name: str = "dashboard"):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
+from pydantic import Field, model_validator
 
-from lara_g1.core.config import config_path
+from lara_g1.core.config import ConfigModel, config_dataclass, load_config
 from lara_g1.core.errors import ConfigError
 
 MAX_EMBODIMENTS = 64
@@ -104,88 +104,84 @@ def _frozen(values: list[float]) -> np.ndarray:
     return arr
 
 
+@config_dataclass
+class _GroupSpec(ConfigModel):
+    size: int = Field(gt=0)
+    unit: str
+
+
+@config_dataclass
+class _JointSpec(ConfigModel):
+    name: str
+    lower: float
+    upper: float
+    default: float
+
+    @model_validator(mode="after")
+    def _default_within_limits(self) -> _JointSpec:
+        if not self.lower < self.upper:
+            raise ValueError(f"{self.name}: lower {self.lower} must be below upper {self.upper}")
+        if not self.lower <= self.default <= self.upper:
+            raise ValueError(f"{self.name}: default {self.default} is outside [{self.lower}, {self.upper}]")
+        return self
+
+
+@config_dataclass
+class EmbodimentFile(ConfigModel):
+    """The schema of ``configs/embodiment/<name>.yaml``; groups are contiguous, in file order."""
+
+    config_error = EmbodimentError
+
+    name: str
+    embodiment_id: int = Field(strict=True, ge=0, lt=MAX_EMBODIMENTS)
+    max_state_dim: int = 64
+    max_action_dim: int = 32
+    groups: dict[str, _GroupSpec] = Field(min_length=1)
+    joints: list[_JointSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _layout_fits(self) -> EmbodimentFile:
+        names = [j.name for j in self.joints]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate joint names {dupes}")
+        covered = sum(g.size for g in self.groups.values())
+        if covered != len(names):
+            raise ValueError(f"groups cover {covered} joints but {len(names)} joints are listed")
+        if len(names) > self.max_state_dim or len(names) > self.max_action_dim:
+            raise ValueError(f"{len(names)} joints do not fit max_state_dim {self.max_state_dim} / "
+                             f"max_action_dim {self.max_action_dim}")
+        return self
+
+    def build(self) -> Embodiment:
+        groups, start = [], 0
+        for name, g in self.groups.items():
+            groups.append(JointGroup(name, start, start + g.size, g.unit))
+            start += g.size
+        return Embodiment(
+            name=self.name,
+            embodiment_id=self.embodiment_id,
+            max_state_dim=self.max_state_dim,
+            max_action_dim=self.max_action_dim,
+            joint_names=tuple(j.name for j in self.joints),
+            groups=tuple(groups),
+            lower=_frozen([j.lower for j in self.joints]),
+            upper=_frozen([j.upper for j in self.joints]),
+            default_pose=_frozen([j.default for j in self.joints]),
+        )
+
+
 def parse_embodiment(raw: dict, source: str = "<dict>") -> Embodiment:
     """Validate a parsed embodiment file. Raises :class:`EmbodimentError` naming the problem."""
-
-    def fail(msg: str) -> EmbodimentError:
-        return EmbodimentError(f"{source}: {msg}")
-
-    if not isinstance(raw, dict):
-        raise fail("expected a mapping at the top level")
-    for key in ("name", "embodiment_id", "groups", "joints"):
-        if key not in raw:
-            raise fail(f"missing key {key!r}")
-    eid = raw["embodiment_id"]
-    if not isinstance(eid, int) or not 0 <= eid < MAX_EMBODIMENTS:
-        raise fail(f"embodiment_id must be an integer in [0, {MAX_EMBODIMENTS}), got {eid!r}")
-
-    joints = raw["joints"]
-    if not isinstance(joints, list) or not joints:
-        raise fail("'joints' must be a non-empty list")
-    names, lower, upper, default = [], [], [], []
-    for i, j in enumerate(joints):
-        if not isinstance(j, dict):
-            raise fail(f"joint #{i} must be a mapping")
-        missing = [k for k in ("name", "lower", "upper", "default") if k not in j]
-        if missing:
-            raise fail(f"joint #{i} ({j.get('name', '?')}) is missing {missing}")
-        lo, hi, d = float(j["lower"]), float(j["upper"]), float(j["default"])
-        if not lo < hi:
-            raise fail(f"joint {j['name']!r}: lower {lo} must be below upper {hi}")
-        if not lo <= d <= hi:
-            raise fail(f"joint {j['name']!r}: default {d} is outside [{lo}, {hi}]")
-        names.append(str(j["name"]))
-        lower.append(lo)
-        upper.append(hi)
-        default.append(d)
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise fail(f"duplicate joint names {dupes}")
-
-    groups_raw = raw["groups"]
-    if not isinstance(groups_raw, dict) or not groups_raw:
-        raise fail("'groups' must be a non-empty mapping of name -> {size, unit}")
-    groups, start = [], 0
-    for gname, g in groups_raw.items():
-        if not isinstance(g, dict) or "size" not in g or "unit" not in g:
-            raise fail(f"group {gname!r} needs 'size' and 'unit'")
-        size = int(g["size"])
-        if size <= 0:
-            raise fail(f"group {gname!r} has size {size}")
-        groups.append(JointGroup(str(gname), start, start + size, str(g["unit"])))
-        start += size
-    if start != len(names):
-        raise fail(f"groups cover {start} joints but {len(names)} joints are listed")
-
-    max_state = int(raw.get("max_state_dim", 64))
-    max_action = int(raw.get("max_action_dim", 32))
-    if len(names) > max_state or len(names) > max_action:
-        raise fail(f"{len(names)} joints do not fit max_state_dim {max_state} / "
-                   f"max_action_dim {max_action}")
-
-    return Embodiment(
-        name=str(raw["name"]),
-        embodiment_id=eid,
-        max_state_dim=max_state,
-        max_action_dim=max_action,
-        joint_names=tuple(names),
-        groups=tuple(groups),
-        lower=_frozen(lower),
-        upper=_frozen(upper),
-        default_pose=_frozen(default),
-    )
+    return EmbodimentFile.from_dict(raw, source).build()
 
 
 def load_embodiment_file(path: str | Path) -> Embodiment:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EmbodimentError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_embodiment(raw, source=str(path))
+    """The embodiment in a YAML file (``.yaml``/``.yml``), validated."""
+    return load_config(EmbodimentFile, path, kind="embodiment").build()
 
 
 @lru_cache(maxsize=None)
 def load_embodiment(name: str = "g1") -> Embodiment:
     """The bundled embodiment ``name`` (``configs/embodiment/<name>.yaml``), validated."""
-    return load_embodiment_file(config_path(f"embodiment/{name}.yaml"))
+    return load_config(EmbodimentFile, name, bundled="embodiment/{name}.yaml", kind="embodiment").build()

@@ -235,11 +235,8 @@ def read_bundle_config(path: str | Path) -> dict[str, Any]:
 def _check_embodiment(path: Path, raw: dict[str, Any], config: PolicyConfig) -> None:
     try:
         embodiment = load_embodiment(config.embodiment)
-    except FileNotFoundError:
-        raise BundleError(f"{path / CONFIG_FILE}: unknown embodiment {config.embodiment!r} "
-                          f"(no configs/embodiment/{config.embodiment}.yaml)") from None
-    except EmbodimentError as exc:
-        raise BundleError(f"embodiment {config.embodiment!r} does not load: {exc}") from exc
+    except EmbodimentError as exc:   # also an unknown embodiment
+        raise BundleError(f"{path / CONFIG_FILE}: embodiment {config.embodiment!r} does not load: {exc}") from exc
     saved, current = raw["embodiment"], embodiment.to_dict()
     if not isinstance(saved, dict):
         raise BundleError(f"{path / CONFIG_FILE}: 'embodiment' must be an object")

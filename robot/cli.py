@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from lara_g1.core.config import load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
-from lara_g1.robot.control import ControlConfig, ControlError, ControlLoop, Observation, RunResult
+from lara_g1.robot.control import CameraConfig, ControlConfig, ControlError, ControlLoop, Observation, RunResult
 from lara_g1.robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
                               write_results)
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
@@ -188,15 +189,7 @@ def _camera_config(path: str | None) -> dict[str, Any]:
     """The real robot's camera section: a YAML mapping for robot.cameras.make_camera; default the D455."""
     if path is None:
         return {"type": "realsense"}
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ControlError(f"cannot read --camera-config {path}: {exc}") from None
-    if not isinstance(raw, dict) or "type" not in raw:
-        raise ControlError(f"--camera-config {path} must be a mapping with a 'type' (realsense, sim, replay)")
-    return raw
+    return dict(vars(load_config(CameraConfig, path, kind="camera config")))
 
 
 def _read_token(path: Path) -> str:

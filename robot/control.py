@@ -15,24 +15,25 @@ a camera frame to the first command computed from it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal
 
 import numpy as np
-import yaml
+from pydantic import Field, StrictBool
 
+from lara_g1.core.config import ConfigModel, config_dataclass, find_config, load_config
 from lara_g1.core.embodiment import Embodiment
-from lara_g1.core.errors import LaraError
+from lara_g1.core.errors import ConfigError, LaraError
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.interface import Robot
-from lara_g1.robot.safety import (EStop, EStopSource, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
-                                  StopReason, control_config_path)
-from lara_g1.robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, SchedulerError, percentile_ms
+from lara_g1.robot.safety import CONTROL_CONFIGS, EStop, EStopSource, Phase, SafetyConfig, SafetyFilter, StopReason
+from lara_g1.robot.scheduler import ChunkRequester, ChunkScheduler, SchedulerConfig, percentile_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,81 +42,52 @@ class ControlError(LaraError, RuntimeError):
     """The control loop cannot run (bad settings, no robot state, no chunk from the server)."""
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    client_timeout_s: float = 1.0
-    first_chunk_timeout_s: float = 30.0
-    state_wait_s: float = 5.0
-    frame_wait_s: float = 0.05     # a request waits this long for a new frame, else takes the newest
-    frame_max_age_s: float = 0.5   # an older newest frame means the camera stalled
-    stats_window: int = 6000
-    start_at_ready: bool = True    # move to the ready pose before the policy starts
-    ready_tolerance: float = 0.1   # largest |measured - ready| per joint (rad / open fraction)
-    ready_timeout_s: float = 10.0  # the ready pose must be reached within this (ramp-in included)
+class ControlConfigError(ControlError, ConfigError):
+    """A control config (``configs/control/<name>.yaml``, a camera config) that is missing or invalid."""
 
 
-@dataclass(frozen=True)
-class ControlConfig:
-    """``configs/control/<name>.yaml``: ``safety``, ``scheduler`` and ``run`` sections."""
+@config_dataclass
+class RunConfig(ConfigModel):
+    config_error = ControlConfigError
+
+    client_timeout_s: float = Field(1.0, gt=0.0)
+    first_chunk_timeout_s: float = Field(30.0, gt=0.0)
+    state_wait_s: float = Field(5.0, gt=0.0)
+    frame_wait_s: float = Field(0.05, gt=0.0)     # a request waits this long for a new frame, else takes the newest
+    frame_max_age_s: float = Field(0.5, gt=0.0)   # an older newest frame means the camera stalled
+    stats_window: int = Field(6000, ge=10)
+    start_at_ready: StrictBool = True             # move to the ready pose before the policy starts
+    ready_tolerance: float = Field(0.1, gt=0.0)   # largest |measured - ready| per joint (rad / open fraction)
+    ready_timeout_s: float = Field(10.0, gt=0.0)  # the ready pose must be reached within this (ramp-in included)
+
+
+@config_dataclass
+class ControlConfig(ConfigModel):
+    """``configs/control/<name>.yaml``: ``safety``, ``scheduler`` and ``run`` sections; ``source``
+    is the file it was loaded from."""
+
+    config_error = ControlConfigError
 
     safety: SafetyConfig
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
     source: str = "<dict>"
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "default") -> "ControlConfig":
+    def load(cls, name_or_path: str | Path = "default") -> ControlConfig:
         """A bundled config by name (``default``) or a YAML file by path."""
-        try:
-            path = control_config_path(name_or_path)
-        except SafetyConfigError as exc:
-            raise ControlError(str(exc)) from None
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ControlError(f"{path}: not valid YAML: {exc}") from exc
-        return cls.from_dict(raw, source=str(path))
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>") -> "ControlConfig":
-        if not isinstance(raw, Mapping):
-            raise ControlError(f"{source}: expected a mapping at the top level")
-        unknown = sorted(set(raw) - {"safety", "scheduler", "run"})
-        if unknown:
-            raise ControlError(f"{source}: unknown sections {unknown}; known: run, safety, scheduler")
-        if "safety" not in raw:
-            raise ControlError(f"{source}: missing the 'safety' section")
-        run_raw = raw.get("run") or {}
-        if not isinstance(run_raw, Mapping):
-            raise ControlError(f"{source}: 'run' must be a mapping")
-        run_unknown = sorted(set(run_raw) - set(RunConfig.__dataclass_fields__))
-        if run_unknown:
-            raise ControlError(f"{source}: unknown run keys {run_unknown}; known: "
-                               f"{sorted(RunConfig.__dataclass_fields__)}")
-        try:
-            safety = SafetyConfig.from_dict(raw["safety"], f"{source}: safety")
-            scheduler = SchedulerConfig.from_dict(raw.get("scheduler") or {}, f"{source}: scheduler")
-            run = RunConfig(**{k: _run_value(k, v) for k, v in run_raw.items()})
-        except (SafetyConfigError, SchedulerError) as exc:
-            raise ControlError(str(exc)) from None
-        except (TypeError, ValueError) as exc:
-            raise ControlError(f"{source}: run: {exc}") from None
-        if min(run.client_timeout_s, run.first_chunk_timeout_s, run.state_wait_s, run.frame_wait_s,
-               run.frame_max_age_s, run.ready_tolerance, run.ready_timeout_s) <= 0:
-            raise ControlError(f"{source}: run timeouts must be > 0")
-        if run.stats_window < 10:
-            raise ControlError(f"{source}: run.stats_window must be >= 10")
-        return cls(safety=safety, scheduler=scheduler, run=run, source=source)
+        path = find_config(name_or_path, bundled=CONTROL_CONFIGS, kind="control config", error=cls.config_error)
+        return dataclasses.replace(load_config(cls, path, kind="control config"), source=str(path))
 
 
-def _run_value(key: str, value: Any) -> Any:
-    if key == "stats_window":
-        return int(value)
-    if key == "start_at_ready":
-        if not isinstance(value, bool):
-            raise ValueError(f"start_at_ready must be true or false, got {value!r}")
-        return value
-    return float(value)
+@config_dataclass(extra="allow")
+class CameraConfig(ConfigModel):
+    """A camera for :func:`lara_g1.robot.cameras.make_camera` (``lara-robot --camera-config``): its
+    ``type``, and the keys of that type, which ``make_camera`` reads (``vars(config)`` has them all)."""
+
+    config_error = ControlConfigError
+
+    type: Literal["realsense", "sim", "replay"]
 
 
 @dataclass

@@ -15,12 +15,12 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Mapping, Sequence
 
-import yaml
+from pydantic import Field, model_validator
 
-from lara_g1.core.config import config_path
-from lara_g1.core.errors import LaraError
+from lara_g1.core.config import ConfigModel, config_dataclass, config_path, load_config
+from lara_g1.core.errors import ConfigError, LaraError
 
 
 FULL = "Full"  # the last stage of every task: full success
@@ -28,6 +28,10 @@ FULL = "Full"  # the last stage of every task: full success
 
 class EvaluationError(LaraError, ValueError):
     """A task or a trial record that does not fit the protocol."""
+
+
+class TaskConfigError(EvaluationError, ConfigError):
+    """A task in ``configs/control/tasks.yaml`` that does not fit the protocol."""
 
 
 @dataclass(frozen=True)
@@ -38,21 +42,29 @@ class Task:
     trial_s: float
 
 
-def load_tasks() -> dict[str, Task]:
-    """The tasks of ``configs/control/tasks.yaml``, validated."""
-    path = config_path("control/tasks.yaml")
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, Mapping) or not raw:
-        raise EvaluationError(f"{path}: expected a mapping of task name -> settings")
-    tasks = {}
-    for name, t in raw.items():
-        if not isinstance(t, Mapping) or not {"instruction", "stages", "trial_s"} <= set(t):
-            raise EvaluationError(f"{path}: task {name!r} needs instruction, stages and trial_s")
-        stages = tuple(str(s) for s in t["stages"])
-        if not stages or stages[-1] != FULL or len(set(stages)) != len(stages):
-            raise EvaluationError(f"{path}: task {name!r}: stages must be distinct and end with {FULL!r}")
-        tasks[str(name)] = Task(str(name), str(t["instruction"]), stages, float(t["trial_s"]))
-    return tasks
+@config_dataclass
+class _TaskSettings(ConfigModel):
+    """One task of ``configs/control/tasks.yaml`` (the key is its name)."""
+
+    instruction: str
+    stages: tuple[str, ...]
+    trial_s: float = Field(gt=0.0)
+
+    @model_validator(mode="after")
+    def _stages_end_with_full(self) -> _TaskSettings:
+        if not self.stages or self.stages[-1] != FULL or len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"stages must be distinct and end with {FULL!r}, got {list(self.stages)}")
+        return self
+
+
+_TaskFile = Annotated[dict[str, _TaskSettings], Field(min_length=1)]   # task name -> settings
+
+
+def load_tasks(path: str | Path | None = None) -> dict[str, Task]:
+    """The tasks of ``configs/control/tasks.yaml`` (or of the file at ``path``), validated."""
+    tasks = load_config(_TaskFile, path or config_path("control/tasks.yaml"), kind="task list",
+                        error=TaskConfigError)
+    return {name: Task(name, t.instruction, t.stages, t.trial_s) for name, t in tasks.items()}
 
 
 def _rate(trials: Sequence[Mapping[str, bool]], stage: str) -> float:

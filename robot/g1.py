@@ -15,19 +15,18 @@ visible to the safety watchdog as a stale ``rt/lowstate``.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
-import yaml
 from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
 from cyclonedds.util import duration
+from pydantic import Field, field_validator, model_validator
 
-from lara_g1.core.config import config_path
+from lara_g1.core.config import ConfigModel, config_dataclass, load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import ConfigError
 from lara_g1.robot.dds import participant as dds
@@ -46,86 +45,96 @@ class G1ConfigError(ConfigError):
     pass
 
 
-@dataclass
-class G1Config:
-    """A robot config (``configs/robot/g1_<name>.yaml``), validated against the embodiment."""
+@config_dataclass
+class DdsSettings(ConfigModel):
+    domain_id: int = Field(ge=0, le=232)
+    interface: str | None = None   # the network interface; none or empty: cyclonedds' default
 
-    name: str
-    domain_id: int
-    interface: str | None
-    arm_motors: dict[str, int]
-    blend_motor: int
-    kp: list[float]
-    kd: list[float]
-    hands: dict = field(default_factory=dict)
-    head: dict = field(default_factory=dict)
+    @field_validator("interface", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+
+@config_dataclass
+class Gains(ConfigModel):
+    """Per arm joint, in embodiment arm order; the same for both arms."""
+
+    kp: list[Annotated[float, Field(ge=0.0)]]
+    kd: list[Annotated[float, Field(ge=0.0)]]
+
+
+@config_dataclass
+class G1Config(ConfigModel):
+    """A robot config (``configs/robot/g1_<name>.yaml``), validated against the embodiment.
+
+    ``domain_id``, ``interface``, ``kp`` and ``kd`` read the ``dds`` and ``gains`` sections."""
+
+    config_error = G1ConfigError
+
+    name: str = "custom"
+    dds: DdsSettings
+    arm_motors: dict[str, int]   # first motor slot of each arm group
+    blend_motor: int = 29
+    gains: Gains
+    hands: dict[str, Any] = Field(default_factory=dict)
+    head: dict[str, Any] = Field(default_factory=dict)
     embodiment: str = "g1"
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "G1Config":
+    def load(cls, name_or_path: str | Path) -> G1Config:
         """``"sim"`` / ``"real"`` (the bundled ``configs/robot/g1_<name>.yaml``) or a YAML path."""
-        p = Path(name_or_path)
-        if p.suffix not in (".yaml", ".yml"):
-            p = config_path(f"robot/g1_{name_or_path}.yaml")
-        if not p.is_file():
-            raise FileNotFoundError(f"no robot config at {p}")
-        try:
-            raw = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise G1ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        return cls.from_dict(raw, source=str(p))
+        return load_config(cls, name_or_path, bundled="robot/g1_{name}.yaml", kind="robot config")
 
-    @classmethod
-    def from_dict(cls, raw: dict, source: str = "<dict>") -> "G1Config":
-        def fail(msg: str) -> G1ConfigError:
-            return G1ConfigError(f"{source}: {msg}")
+    @property
+    def domain_id(self) -> int:
+        return self.dds.domain_id
 
-        if not isinstance(raw, dict):
-            raise fail("expected a mapping")
-        try:
-            dds_cfg, gains = raw["dds"], raw["gains"]
-            cfg = cls(name=str(raw.get("name", source)), domain_id=int(dds_cfg["domain_id"]),
-                      interface=dds_cfg.get("interface") or None,
-                      arm_motors={str(k): int(v) for k, v in raw["arm_motors"].items()},
-                      blend_motor=int(raw.get("blend_motor", 29)),
-                      kp=[float(x) for x in gains["kp"]], kd=[float(x) for x in gains["kd"]],
-                      hands=dict(raw.get("hands") or {}), head=dict(raw.get("head") or {}),
-                      embodiment=str(raw.get("embodiment", "g1")))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise fail(f"missing or malformed field: {exc!r}") from None
-        cfg.validate(source)
-        return cfg
+    @property
+    def interface(self) -> str | None:
+        return self.dds.interface
 
-    def replace(self, **changes) -> "G1Config":
-        """A validated copy with some fields changed (e.g. ``domain_id`` for a test's domain)."""
-        cfg = dataclasses.replace(self, **changes)
-        cfg.validate(f"{self.name} with {sorted(changes)} changed")
-        return cfg
+    @property
+    def kp(self) -> list[float]:
+        return self.gains.kp
 
-    def validate(self, source: str = "<config>") -> None:
+    @property
+    def kd(self) -> list[float]:
+        return self.gains.kd
+
+    def replace(self, **changes: Any) -> G1Config:
+        """A validated copy with some fields changed (e.g. ``domain_id`` for a test's domain);
+        ``domain_id``/``interface`` and ``kp``/``kd`` change the ``dds`` and ``gains`` sections."""
+        for section, keys in (("dds", ("domain_id", "interface")), ("gains", ("kp", "kd"))):
+            moved = {k: changes.pop(k) for k in keys if k in changes}
+            if moved:
+                changes[section] = {**vars(getattr(self, section)), **moved}
+        return super().replace(**changes)
+
+    @model_validator(mode="after")
+    def _fits_the_embodiment(self) -> G1Config:
         emb = load_embodiment(self.embodiment)
-        if not 0 <= self.domain_id <= 232:
-            raise G1ConfigError(f"{source}: dds.domain_id {self.domain_id} is outside 0..232")
+        groups = [g.name for g in emb.groups]
+        unknown = sorted(set(self.arm_motors) - set(groups))
+        if unknown:
+            raise ValueError(f"arm_motors: embodiment {emb.name!r} has no joint groups {unknown}; groups: {groups}")
         used: set[int] = set()
         for group, first in self.arm_motors.items():
-            try:
-                size = emb.group(group).size
-            except KeyError as exc:
-                raise G1ConfigError(f"{source}: arm_motors: {exc.args[0]}") from None
+            size = emb.group(group).size
             slots = set(range(first, first + size))
             if first < 0 or first + size > NUM_MOTORS or slots & used:
-                raise G1ConfigError(f"{source}: arm_motors.{group} slots {first}..{first + size - 1} "
-                                    f"overlap or leave 0..{NUM_MOTORS - 1}")
+                raise ValueError(f"arm_motors.{group} slots {first}..{first + size - 1} "
+                                 f"overlap or leave 0..{NUM_MOTORS - 1}")
             used |= slots
         if {"left_arm", "right_arm"} - set(self.arm_motors):
-            raise G1ConfigError(f"{source}: arm_motors needs left_arm and right_arm")
+            raise ValueError("arm_motors needs left_arm and right_arm")
         if self.blend_motor in used or not 0 <= self.blend_motor < NUM_MOTORS:
-            raise G1ConfigError(f"{source}: blend_motor {self.blend_motor} is an arm slot or out of range")
+            raise ValueError(f"blend_motor {self.blend_motor} is an arm slot or out of range")
         arm = emb.group("left_arm").size
         for key, values in (("kp", self.kp), ("kd", self.kd)):
-            if len(values) != arm or not all(np.isfinite(values)) or min(values) < 0:
-                raise G1ConfigError(f"{source}: gains.{key} needs {arm} finite non-negative values "
-                                    f"(one per arm joint), got {values}")
+            if len(values) != arm:
+                raise ValueError(f"gains.{key} needs {arm} values (one per arm joint), got {values}")
+        return self
 
 
 class G1Robot(Robot):

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import yaml
+from pydantic import Field, model_validator
 
-from lara_g1.core.config import config_path
+from lara_g1.core.config import ConfigModel, config_dataclass, config_path, load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import ConfigError
 
@@ -224,130 +225,156 @@ def _rot4(axis, angle) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- loading
-def _vec(raw, key: str, n: int, where: str) -> tuple:
-    v = raw.get(key)
-    if not isinstance(v, (list, tuple)) or len(v) != n:
-        raise KinematicsError(f"{where}: {key!r} must be a list of {n} numbers, got {v!r}")
-    try:
-        out = tuple(float(x) for x in v)
-    except (TypeError, ValueError):
-        raise KinematicsError(f"{where}: {key!r} must hold numbers, got {v!r}") from None
-    if not all(np.isfinite(out)):
-        raise KinematicsError(f"{where}: {key!r} has non-finite values {v!r}")
-    return out
+KIND = "kinematics"
+Vec3 = tuple[float, float, float]
 
 
-def _parse_joint(raw, where: str) -> Joint:
-    if not isinstance(raw, dict) or "joint" not in raw:
-        raise KinematicsError(f"{where}: each joint needs a mapping with 'joint', got {raw!r}")
-    xyz, rpy = _vec(raw, "xyz", 3, where), _vec(raw, "rpy", 3, where)
-    axis = np.asarray(_vec(raw, "axis", 3, where))
-    norm = float(np.linalg.norm(axis))
-    if norm < 1e-9:
-        raise KinematicsError(f"{where}: joint {raw['joint']!r} has a zero axis")
-    return Joint(name=str(raw["joint"]), urdf_name=str(raw.get("urdf", raw["joint"])),
-                 parent=str(raw.get("parent", "")), origin=make_transform(xyz, rpy),
-                 axis=axis / norm, xyz=xyz, rpy=rpy)
+@config_dataclass
+class _JointSpec(ConfigModel):
+    """A URDF joint: origin ``xyz``/``rpy`` in the parent link frame, rotation ``axis``."""
+
+    joint: str                 # the embodiment joint name
+    urdf: str | None = None    # the URDF's name (default: ``joint``)
+    parent: str = ""
+    xyz: Vec3
+    rpy: Vec3
+    axis: Vec3
+
+    @model_validator(mode="after")
+    def _axis_is_not_zero(self) -> _JointSpec:
+        if np.linalg.norm(self.axis) < 1e-9:
+            raise ValueError(f"joint {self.joint!r} has a zero axis")
+        return self
+
+    def build(self) -> Joint:
+        axis = np.asarray(self.axis)
+        return Joint(name=self.joint, urdf_name=self.urdf or self.joint, parent=self.parent,
+                     origin=make_transform(self.xyz, self.rpy), axis=axis / np.linalg.norm(axis),
+                     xyz=self.xyz, rpy=self.rpy)
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        raise KinematicsError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise KinematicsError(f"{path}: expected a mapping at the top level")
-    return raw
+@config_dataclass
+class _Frame(ConfigModel):
+    """A fixed frame on a link (an end effector, a camera, the torso in the pelvis)."""
+
+    name: str | None = None
+    parent: str = ""
+    xyz: Vec3
+    rpy: Vec3
 
 
-def parse_arm_chains(raw: dict, embodiment: Embodiment, source: str = "<dict>") -> dict[str, ArmChain]:
-    """Validate a parsed arms file against the embodiment; returns {"left": ..., "right": ...}."""
-    arms = raw.get("arms")
-    if not isinstance(arms, dict) or set(arms) != {"left", "right"}:
-        raise KinematicsError(f"{source}: 'arms' must map exactly 'left' and 'right'")
-    base = str(raw.get("base_frame", "torso_link"))
-    chains = {}
-    for side, arm in arms.items():
-        where = f"{source}: arms.{side}"
-        if not isinstance(arm, dict) or "group" not in arm or "joints" not in arm or "ee" not in arm:
-            raise KinematicsError(f"{where} needs 'group', 'joints' and 'ee'")
-        try:
-            group = embodiment.group(arm["group"])
-        except KeyError as exc:
-            raise KinematicsError(f"{where}: {exc.args[0]}") from None
-        if not isinstance(arm["joints"], list):
-            raise KinematicsError(f"{where}: 'joints' must be a list")
-        joints = [_parse_joint(j, f"{where}.joints[{i}]") for i, j in enumerate(arm["joints"])]
-        expected = list(embodiment.joint_names[group.slice])
-        got = [j.name for j in joints]
-        if got != expected:
-            raise KinematicsError(f"{where}: joints {got} must be the embodiment's "
-                                  f"{group.name} joints in order: {expected}")
-        ee_raw = arm["ee"]
-        if not isinstance(ee_raw, dict):
-            raise KinematicsError(f"{where}: 'ee' must be a mapping with xyz and rpy")
-        ee_xyz, ee_rpy = _vec(ee_raw, "xyz", 3, f"{where}.ee"), _vec(ee_raw, "rpy", 3, f"{where}.ee")
-        chains[side] = ArmChain(
-            side=side, joints=joints, ee=make_transform(ee_xyz, ee_rpy),
-            ee_name=str(ee_raw.get("name", f"{side}_ee")),
-            lower=embodiment.lower[group.slice].astype(float),
-            upper=embodiment.upper[group.slice].astype(float),
-            base_frame=base, ee_xyz=ee_xyz, ee_rpy=ee_rpy)
-    return chains
+@config_dataclass
+class _ArmSpec(ConfigModel):
+    group: str                 # the embodiment joint group; ``joints`` are its joints, in order
+    joints: list[_JointSpec]
+    ee: _Frame
+
+
+@config_dataclass
+class _Arms(ConfigModel):
+    left: _ArmSpec
+    right: _ArmSpec
+
+
+@config_dataclass
+class _ArmsFile(ConfigModel):
+    """``configs/kinematics/g1_arms.yaml``."""
+
+    config_error = KinematicsError
+
+    name: str = ""
+    base_frame: str = "torso_link"
+    torso_in_pelvis: _Frame | None = None
+    arms: _Arms
+
+
+@config_dataclass
+class _HeadFile(ConfigModel):
+    """``configs/kinematics/g1_head.yaml``."""
+
+    config_error = KinematicsError
+
+    base_frame: str = "torso_link"
+    joints: list[_JointSpec] = Field(min_length=2, max_length=2)   # yaw, pitch
+    camera: _Frame
 
 
 def load_arm_chains(path: str | Path | None = None, embodiment: str = "g1") -> dict[str, ArmChain]:
     """The G1 arm chains, ``{"left": ArmChain, "right": ArmChain}``, from ``configs/kinematics``."""
     if path is None:
         return dict(_bundled_arm_chains(embodiment))
-    return parse_arm_chains(_read_yaml(Path(path)), load_embodiment(embodiment), source=str(path))
+    return _arm_chains(Path(path), load_embodiment(embodiment))
 
 
 @lru_cache(maxsize=None)
 def _bundled_arm_chains(embodiment: str) -> tuple:
-    path = config_path("kinematics/g1_arms.yaml")
-    chains = parse_arm_chains(_read_yaml(path), load_embodiment(embodiment), source=str(path))
+    chains = _arm_chains(config_path("kinematics/g1_arms.yaml"), load_embodiment(embodiment))
     return tuple(chains.items())
+
+
+def _arm_chains(path: Path, embodiment: Embodiment) -> dict[str, ArmChain]:
+    """An arms file, validated, and checked against the embodiment."""
+    spec = load_config(_ArmsFile, path, kind=KIND)
+    chains = {}
+    for side in ("left", "right"):
+        arm: _ArmSpec = getattr(spec.arms, side)
+        where = f"{path}: arms.{side}"
+        try:
+            group = embodiment.group(arm.group)
+        except KeyError as exc:
+            raise KinematicsError(f"{where}.group: {exc.args[0]}") from None
+        joints = [j.build() for j in arm.joints]
+        expected = list(embodiment.joint_names[group.slice])
+        got = [j.name for j in joints]
+        if got != expected:
+            raise KinematicsError(f"{where}.joints: {got} must be the embodiment's "
+                                  f"{group.name} joints in order: {expected}")
+        chains[side] = ArmChain(
+            side=side, joints=joints, ee=make_transform(arm.ee.xyz, arm.ee.rpy),
+            ee_name=arm.ee.name or f"{side}_ee",
+            lower=embodiment.lower[group.slice].astype(float),
+            upper=embodiment.upper[group.slice].astype(float),
+            base_frame=spec.base_frame, ee_xyz=arm.ee.xyz, ee_rpy=arm.ee.rpy)
+    return chains
 
 
 def torso_in_pelvis(path: str | Path | None = None) -> np.ndarray:
     """The torso_link pose in the pelvis frame at zero waist angles (for whole-body models)."""
     p = Path(path) if path is not None else config_path("kinematics/g1_arms.yaml")
-    raw = _read_yaml(p)
-    tp = raw.get("torso_in_pelvis")
-    if not isinstance(tp, dict):
-        raise KinematicsError(f"{p}: missing 'torso_in_pelvis' with xyz and rpy")
-    return make_transform(_vec(tp, "xyz", 3, str(p)), _vec(tp, "rpy", 3, str(p)))
+    tp = load_config(_ArmsFile, p, kind=KIND).torso_in_pelvis
+    if tp is None:
+        raise KinematicsError(f"{p}: torso_in_pelvis: missing (xyz and rpy)")
+    return make_transform(tp.xyz, tp.rpy)
 
 
 def load_head_mount(path: str | Path | None = None, embodiment: str = "g1") -> HeadMount:
     """The head pan/tilt mount and camera from ``configs/kinematics/g1_head.yaml``."""
     p = Path(path) if path is not None else config_path("kinematics/g1_head.yaml")
-    raw = _read_yaml(p)
+    spec = load_config(_HeadFile, p, kind=KIND)
     emb = load_embodiment(embodiment)
-    joints = raw.get("joints")
-    if not isinstance(joints, list) or len(joints) != 2:
-        raise KinematicsError(f"{p}: 'joints' must list the 2 head joints (yaw, pitch)")
-    yaw, pitch = (_parse_joint(j, f"{p}: joints[{i}]") for i, j in enumerate(joints))
+    yaw, pitch = (j.build() for j in spec.joints)
     group = emb.group("head")
     expected = list(emb.joint_names[group.slice])
     if [yaw.name, pitch.name] != expected:
-        raise KinematicsError(f"{p}: head joints must be {expected}, got {[yaw.name, pitch.name]}")
-    cam = raw.get("camera")
-    if not isinstance(cam, dict):
-        raise KinematicsError(f"{p}: missing 'camera' with xyz and rpy")
-    cxyz, crpy = _vec(cam, "xyz", 3, f"{p}: camera"), _vec(cam, "rpy", 3, f"{p}: camera")
-    return HeadMount(yaw=yaw, pitch=pitch, camera=make_transform(cxyz, crpy),
-                     camera_name=str(cam.get("name", "head")), camera_xyz=cxyz, camera_rpy=crpy,
+        raise KinematicsError(f"{p}: joints: head joints must be {expected}, got {[yaw.name, pitch.name]}")
+    cam = spec.camera
+    return HeadMount(yaw=yaw, pitch=pitch, camera=make_transform(cam.xyz, cam.rpy),
+                     camera_name=cam.name or "head", camera_xyz=cam.xyz, camera_rpy=cam.rpy,
                      lower=emb.lower[group.slice].astype(float),
                      upper=emb.upper[group.slice].astype(float))
 
 
-@dataclass(frozen=True)
-class InspireActuator:
+@config_dataclass
+class InspireActuator(ConfigModel):
     joint: str      # pinky, ring, middle, index, thumb_bend, thumb_rotation
     open: float     # joint angle (rad) at normalised value 1
     closed: float   # joint angle (rad) at normalised value 0
+
+    @model_validator(mode="after")
+    def _has_a_range(self) -> InspireActuator:
+        if self.open == self.closed:
+            raise ValueError(f"actuator {self.joint!r} has open == closed")
+        return self
 
     def normalise(self, angle):
         """Joint angle (rad) -> 0..1 (1 = open), clipped."""
@@ -364,25 +391,28 @@ class InspireHand:
     geometry: dict                           # palm / fingers / thumb: the sim's simplified model
 
 
+@config_dataclass
+class _InspireFile(ConfigModel):
+    """``configs/kinematics/inspire_hand.yaml``: the actuators, and the sim's finger geometry
+    (read by :mod:`lara_g1.robot.sim`)."""
+
+    config_error = KinematicsError
+
+    actuators: tuple[InspireActuator, ...]
+    palm: dict[str, Any] | None = None
+    fingers: list[dict[str, Any]] | None = None
+    thumb: dict[str, Any] | None = None
+
+
 def load_inspire_hand(path: str | Path | None = None, embodiment: str = "g1") -> InspireHand:
     """Inspire actuator ranges (and the sim's simplified finger geometry), in embodiment order."""
     p = Path(path) if path is not None else config_path("kinematics/inspire_hand.yaml")
-    raw = _read_yaml(p)
+    spec = load_config(_InspireFile, p, kind=KIND)
     emb = load_embodiment(embodiment)
     group = emb.group("left_hand")
     expected = [n[len("left_hand_"):] for n in emb.joint_names[group.slice]]
-    acts_raw = raw.get("actuators")
-    if not isinstance(acts_raw, list):
-        raise KinematicsError(f"{p}: 'actuators' must be a list")
-    acts = []
-    for i, a in enumerate(acts_raw):
-        if not isinstance(a, dict) or not {"joint", "open", "closed"} <= set(a):
-            raise KinematicsError(f"{p}: actuators[{i}] needs joint, open and closed")
-        act = InspireActuator(str(a["joint"]), float(a["open"]), float(a["closed"]))
-        if act.open == act.closed:
-            raise KinematicsError(f"{p}: actuator {act.joint!r} has open == closed")
-        acts.append(act)
-    if [a.joint for a in acts] != expected:
-        raise KinematicsError(f"{p}: actuators must be {expected} in order, got {[a.joint for a in acts]}")
-    geometry = {k: raw[k] for k in ("palm", "fingers", "thumb") if k in raw}
-    return InspireHand(actuators=tuple(acts), geometry=geometry)
+    got = [a.joint for a in spec.actuators]
+    if got != expected:
+        raise KinematicsError(f"{p}: actuators must be {expected} in order, got {got}")
+    geometry = {k: getattr(spec, k) for k in ("palm", "fingers", "thumb") if getattr(spec, k) is not None}
+    return InspireHand(actuators=spec.actuators, geometry=geometry)

@@ -24,17 +24,16 @@ from __future__ import annotations
 import collections
 import enum
 import logging
-import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable
 
 import numpy as np
-import yaml
+from pydantic import Field, model_validator
 
-from lara_g1.core.config import config_path
+from lara_g1.core.config import ConfigModel, config_dataclass, load_config
 from lara_g1.core.embodiment import Embodiment
 from lara_g1.core.enums import StrEnum
 from lara_g1.core.errors import ConfigError, LaraError
@@ -59,89 +58,38 @@ class SafetyStateError(SafetyError, RuntimeError):
     twice or stepped before its start, or the measured pose it should start from is unusable."""
 
 
-def control_config_path(name_or_path: str | Path) -> Path:
-    """A bundled control config by name (``default`` → ``configs/control/default.yaml``) or a path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        try:
-            return config_path(f"control/{name_or_path}.yaml")
-        except FileNotFoundError:
-            raise SafetyConfigError(f"no control config named {name_or_path!r} in configs/control/ "
-                                    f"and no such file") from None
-    if not path.is_file():
-        raise SafetyConfigError(f"control config {path} does not exist")
-    return path
+CONTROL_CONFIGS = "control/{name}.yaml"   # bundled control configs, by name (``default``)
 
 
-@dataclass(frozen=True)
-class SafetyConfig:
+@config_dataclass
+class SafetyConfig(ConfigModel):
     """Safety settings (``safety:`` in ``configs/control/*.yaml``). Times in seconds."""
 
-    command_hz: float = 100.0
+    config_error = SafetyConfigError
+
+    command_hz: float = Field(100.0, ge=100.0)   # docs/CONTROL.md: >= 100 Hz
     # Per joint group, the largest change per second; one command step may move
     # max_velocity / command_hz. Units of the group (rad/s, open-fraction/s).
-    max_velocity: Mapping[str, float] = field(default_factory=dict)
-    ramp_in_s: float = 2.0
-    command_timeout_s: float = 0.2
-    state_timeout_s: float = 0.15
-    hold_s: float = 0.25
-    fade_s: float = 2.0
+    max_velocity: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict, min_length=1)
+    ramp_in_s: float = Field(2.0, ge=1.0, le=3.0)
+    command_timeout_s: float = Field(0.2, gt=0.0, le=0.2)
+    state_timeout_s: float = Field(0.15, gt=0.0, le=0.2)
+    hold_s: float = Field(0.25, ge=0.0)
+    fade_s: float = Field(2.0, gt=0.0, le=3.0)
+
+    @model_validator(mode="after")
+    def _fades_out_within_3_s(self) -> SafetyConfig:
+        if self.hold_s + self.fade_s + max(self.command_timeout_s, self.state_timeout_s) > 3.0:
+            raise ValueError("hold_s + fade_s + the watchdog timeout must fit in 3 s (fade out within 3 s)")
+        return self
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "default") -> "SafetyConfig":
+    def load(cls, name_or_path: str | Path = "default") -> SafetyConfig:
         """The ``safety:`` section of ``configs/control/<name>.yaml`` (or of a YAML file path).
 
         The one entry point for every command source (lara-robot, lara-teleop)."""
-        path = control_config_path(name_or_path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise SafetyConfigError(f"{path}: cannot read: {exc}") from exc
-        if not isinstance(raw, Mapping) or "safety" not in raw:
-            raise SafetyConfigError(f"{path}: no 'safety' section")
-        return cls.from_dict(raw["safety"], f"{path}: safety")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "<safety>") -> "SafetyConfig":
-        if not isinstance(raw, Mapping):
-            raise SafetyConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise SafetyConfigError(f"{source}: unknown safety keys {unknown}; known: {sorted(known)}")
-        values = dict(raw)
-        if "max_velocity" in values:
-            mv = values["max_velocity"]
-            if not isinstance(mv, Mapping) or not mv:
-                raise SafetyConfigError(f"{source}: max_velocity must map joint groups to rates")
-            values["max_velocity"] = {str(k): float(v) for k, v in mv.items()}
-        for key in known - {"max_velocity"}:
-            if key in values:
-                try:
-                    values[key] = float(values[key])
-                except (TypeError, ValueError):
-                    raise SafetyConfigError(f"{source}: {key} must be a number, got {values[key]!r}") from None
-        cfg = cls(**values)
-        cfg.validate(source)
-        return cfg
-
-    def validate(self, source: str = "<safety>") -> None:
-        def check(ok: bool, msg: str) -> None:
-            if not ok:
-                raise SafetyConfigError(f"{source}: {msg}")
-
-        check(self.command_hz >= 100.0, f"command_hz must be >= 100 (docs/CONTROL.md), got {self.command_hz}")
-        check(1.0 <= self.ramp_in_s <= 3.0, f"ramp_in_s must be within 1..3 s, got {self.ramp_in_s}")
-        check(0.0 < self.command_timeout_s <= 0.2,
-              f"command_timeout_s must be within (0, 0.2] s, got {self.command_timeout_s}")
-        check(0.0 < self.state_timeout_s <= 0.2,
-              f"state_timeout_s must be within (0, 0.2] s, got {self.state_timeout_s}")
-        check(0.0 < self.fade_s <= 3.0, f"fade_s must be within (0, 3] s, got {self.fade_s}")
-        check(0.0 <= self.hold_s and self.hold_s + self.fade_s + max(self.command_timeout_s,
-              self.state_timeout_s) <= 3.0,
-              "hold_s + fade_s + the watchdog timeout must fit in 3 s (fade out within 3 s)")
-        for group, rate in self.max_velocity.items():
-            check(math.isfinite(rate) and rate > 0, f"max_velocity[{group}] must be > 0, got {rate}")
+        return load_config(cls, name_or_path, bundled=CONTROL_CONFIGS, kind="control config",
+                           section="safety")
 
     def max_step(self, embodiment: Embodiment) -> np.ndarray:
         """Largest change per command step for every joint, from the per-group rates."""
@@ -238,7 +186,6 @@ class SafetyFilter:
     def __init__(self, embodiment: Embodiment, config: SafetyConfig, robot: Robot, *,
                  estop: EStop | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        config.validate()
         self.embodiment = embodiment
         self.config = config
         self.robot = robot

@@ -23,12 +23,13 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
+from pydantic import Field
 
-from lara_g1.core.errors import LaraError
+from lara_g1.core.config import ConfigModel, config_dataclass
+from lara_g1.core.errors import ConfigError, LaraError
 
 log = logging.getLogger(__name__)
 
@@ -37,43 +38,23 @@ class SchedulerError(LaraError, ValueError):
     """A scheduler setting or a chunk that is not acceptable."""
 
 
-@dataclass(frozen=True)
-class SchedulerConfig:
+class SchedulerConfigError(SchedulerError, ConfigError):
+    """A scheduler setting that is not acceptable (a control config's ``scheduler:`` section)."""
+
+
+@config_dataclass
+class SchedulerConfig(ConfigModel):
     """Chunk scheduling (``scheduler:`` in ``configs/control/*.yaml``). Times in seconds."""
 
-    policy_hz: float = 30.0
+    config_error = SchedulerConfigError
+
+    policy_hz: float = Field(30.0, gt=0.0)
     # Ask for the next chunk when the current one has at most this much left beyond the
     # measured latency. With an 8-step 30 Hz chunk (0.27 s), 0.2 keeps one request in flight
     # at all times, so a lost server shows within one inference time.
-    request_ahead_s: float = 0.2
-    crossfade_s: float = 0.1
-    latency_window: int = 50
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "<scheduler>") -> "SchedulerConfig":
-        if not isinstance(raw, Mapping):
-            raise SchedulerError(f"{source}: expected a mapping, got {type(raw).__name__}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise SchedulerError(f"{source}: unknown scheduler keys {unknown}; known: {sorted(known)}")
-        try:
-            values = {k: (int(v) if k == "latency_window" else float(v)) for k, v in raw.items()}
-        except (TypeError, ValueError) as exc:
-            raise SchedulerError(f"{source}: {exc}") from None
-        cfg = cls(**values)
-        cfg.validate(source)
-        return cfg
-
-    def validate(self, source: str = "<scheduler>") -> None:
-        if not (math.isfinite(self.policy_hz) and self.policy_hz > 0):
-            raise SchedulerError(f"{source}: policy_hz must be > 0, got {self.policy_hz}")
-        if not self.request_ahead_s >= 0:
-            raise SchedulerError(f"{source}: request_ahead_s must be >= 0, got {self.request_ahead_s}")
-        if not self.crossfade_s >= 0:
-            raise SchedulerError(f"{source}: crossfade_s must be >= 0, got {self.crossfade_s}")
-        if self.latency_window < 1:
-            raise SchedulerError(f"{source}: latency_window must be >= 1, got {self.latency_window}")
+    request_ahead_s: float = Field(0.2, ge=0.0)
+    crossfade_s: float = Field(0.1, ge=0.0)
+    latency_window: int = Field(50, ge=1)
 
 
 class _Chunk:
@@ -133,7 +114,6 @@ class ChunkScheduler:
     """Action chunks in, interpolated targets out (thread-safe; clock injectable)."""
 
     def __init__(self, config: SchedulerConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        config.validate()
         self.config = config
         self._clock = clock
         self._dt = 1.0 / config.policy_hz

@@ -12,9 +12,11 @@ ViT-MAE, the real training path) or, when ``encoder`` is None, built with random
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, model_validator
+
+from lara_g1.core.config import ConfigModel, config_dataclass
 from lara_g1.core.errors import ConfigError
 
 # ViT-MAE architectures (transformers' ViTMAEConfig keyword arguments) per preset.
@@ -56,43 +58,42 @@ class LamConfigError(ConfigError):
     """A LAM configuration that cannot describe a model."""
 
 
-@dataclass
-class LamConfig:
+# Mutable: loading a pre-trained encoder stores its architecture in encoder_config.
+@config_dataclass(frozen=False)
+class LamConfig(ConfigModel):
     """Sizes of the LAM. ``num_queries * latent_dim`` (8 x 32 = 256) is what the alignment targets."""
 
+    config_error = LamConfigError
+
     encoder: str | None = None
-    encoder_config: dict[str, Any] = field(default_factory=lambda: dict(_MAE_TINY))
-    mformer_layers: int = 4
-    mformer_width: int = 64
-    mformer_heads: int = 4
-    num_queries: int = 8
-    latent_dim: int = 32
-    codebook_size: int = 128
+    encoder_config: dict[str, Any] = Field(default_factory=lambda: dict(_MAE_TINY))
+    mformer_layers: int = Field(4, ge=1)
+    mformer_width: int = Field(64, ge=1)
+    mformer_heads: int = Field(4, ge=1)
+    num_queries: int = Field(8, ge=1)
+    latent_dim: int = Field(32, ge=1)
+    codebook_size: int = Field(128, ge=1)
     commitment_beta: float = 0.25
-    decoder_layers: int = 2
-    decoder_width: int = 64
-    decoder_heads: int = 4
+    decoder_layers: int = Field(2, ge=1)
+    decoder_width: int = Field(64, ge=1)
+    decoder_heads: int = Field(4, ge=1)
     # ViT-MAE's ImageNet normalisation; the reconstruction target lives in the same space.
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-    def __post_init__(self) -> None:
-        self.pixel_mean = tuple(float(v) for v in self.pixel_mean)
-        self.pixel_std = tuple(float(v) for v in self.pixel_std)
-        self.encoder_config = dict(self.encoder_config)
+    @model_validator(mode="after")
+    def _sizes_fit_together(self) -> LamConfig:
         for name in ("image_size", "patch_size", "hidden_size"):
-            if not isinstance(self.encoder_config.get(name), int):
-                raise LamConfigError(f"encoder_config needs an integer {name!r}")
+            value = self.encoder_config.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"encoder_config needs a positive integer {name!r}, got {value!r}")
         if self.image_size % self.patch_size:
-            raise LamConfigError(
-                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         for name, width, heads in (("mformer", self.mformer_width, self.mformer_heads),
                                    ("decoder", self.decoder_width, self.decoder_heads)):
             if width % heads:
-                raise LamConfigError(f"{name}_width {width} is not divisible by {name}_heads {heads}")
-        for name in ("mformer_layers", "decoder_layers", "num_queries", "latent_dim", "codebook_size"):
-            if getattr(self, name) < 1:
-                raise LamConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name}_width {width} is not divisible by {name}_heads {heads}")
+        return self
 
     @property
     def image_size(self) -> int:
@@ -108,23 +109,14 @@ class LamConfig:
         return self.num_queries * self.latent_dim
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "LamConfig":
+    def from_preset(cls, name: str, **overrides: Any) -> LamConfig:
         if name not in _PRESETS:
             raise LamConfigError(f"unknown LAM preset {name!r}; choose one of {', '.join(PRESETS)}")
-        values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}
-        values.update(overrides)
-        return cls(**values)
+        return cls.from_dict({**_PRESETS[name], **overrides}, f"LAM preset {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly (the pixel statistics as lists)."""
         d = dataclasses.asdict(self)
         d["pixel_mean"] = list(self.pixel_mean)
         d["pixel_std"] = list(self.pixel_std)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LamConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise LamConfigError(f"unknown LAM config fields: {', '.join(unknown)}")
-        return cls(**d)

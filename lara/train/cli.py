@@ -12,11 +12,15 @@ demonstrations. Several GPUs: ``torchrun --nproc-per-node G -m lara_g1.lara.trai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from lara_g1.lara.train.trainer import PRESET_DEFAULTS, TrainError, TrainSettings, train
+
+#: The options' defaults: those of TrainSettings, declared there only.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
 
 
 def _per_preset(key: str) -> str:
@@ -31,14 +35,19 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"samples per step and rank (default per preset: {_per_preset('batch_size')})")
     p.add_argument("--lr", type=float,
                    help=f"peak learning rate of AdamW (default per preset: {_per_preset('lr')})")
-    p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.05, help="share of steps of linear warm-up")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lam-offset", type=int, default=15, help="LAM future frame t+K (clamped at the episode end)")
+    p.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"],
+                   help="AdamW weight decay (default: %(default)s)")
+    p.add_argument("--warmup-ratio", type=float, default=DEFAULTS["warmup_ratio"],
+                   help="share of steps of linear warm-up (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default: %(default)s)")
+    p.add_argument("--lam-offset", type=int, default=DEFAULTS["lam_offset"],
+                   help="LAM future frame t+K (clamped at the episode end; default: %(default)s)")
     p.add_argument("--lam-encoder", help="ViT-MAE path or hub name (default: the preset's)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: only at the end)")
+    p.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"],
+                   help="steps between checkpoints (0: only at the end; default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--num-workers", type=int, default=DEFAULTS["num_workers"],
+                   help="data-loader worker processes (default: %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -57,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "or a lam/ directory (default: the --init bundle's, else a fresh one)")
     joint.add_argument("--no-align", action="store_true", help="no LAM, no alignment: LARA DiT-only")
     joint.add_argument("--freeze-lam", action="store_true", help="the LAM is a fixed target (ablation)")
-    joint.add_argument("--align-weight", type=float, default=0.01)
-    joint.add_argument("--lam-weight", type=float, default=0.01)
+    joint.add_argument("--align-weight", type=float, default=DEFAULTS["align_weight"],
+                       help="weight of the alignment loss (default: %(default)s)")
+    joint.add_argument("--lam-weight", type=float, default=DEFAULTS["lam_weight"],
+                       help="weight of the LAM loss (default: %(default)s)")
     joint.add_argument("--image-shift", type=int,
                        help=f"random-shift augmentation of the policy's image, pixels (default per preset: "
                             f"{_per_preset('image_shift')}; 0: none)")

@@ -15,15 +15,16 @@ Arms are solved by :class:`lara_g1.teleop.retarget.arm_ik.ArmIK`, warm-started f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import yaml
+from pydantic import Field
 
-from lara_g1.core.config import config_path
+from lara_g1.core.config import ConfigModel, config_dataclass, config_path, load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
-from lara_g1.core.errors import LaraError
+from lara_g1.core.errors import ConfigError, LaraError
 from lara_g1.robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
 from lara_g1.teleop.retarget.arm_ik import ArmIK, IKResult
 from lara_g1.teleop.retarget.hands import HandRetargeter
@@ -36,40 +37,40 @@ class RetargetError(LaraError, ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class RetargetConfig:
-    motion_scale: float = 0.8
-    max_iters: int = 15
-    max_delta: float = 0.15
-    rot_weight: float = 0.3
-    yaw_gain: float = 1.0
-    pitch_gain: float = 1.0
-    tracking_timeout_s: float = 0.1
-    hands: dict = field(default_factory=dict)
+class RetargetConfigError(RetargetError, ConfigError):
+    """A retarget config (``configs/kinematics/retarget.yaml``) that is missing or invalid."""
+
+
+@config_dataclass
+class ArmRetarget(ConfigModel):
+    motion_scale: float = Field(gt=0.0, le=3.0)   # robot hand travel per operator wrist travel
+    max_iters: int = Field(ge=1)                  # IK iterations per frame and arm
+    max_delta: float = Field(gt=0.0)              # rad: largest IK change per frame and joint
+    rot_weight: float = Field(gt=0.0)             # m per rad: orientation vs position in the IK error
+
+
+@config_dataclass
+class HeadRetarget(ConfigModel):
+    yaw_gain: float
+    pitch_gain: float
+
+
+@config_dataclass
+class RetargetConfig(ConfigModel):
+    """``configs/kinematics/retarget.yaml``: the human side of teleop and its mapping to the G1."""
+
+    config_error = RetargetConfigError
+
+    arm: ArmRetarget
+    head: HeadRetarget
+    hands: dict[str, Any]        # human hand features per Inspire actuator (HandRetargeter checks them)
+    tracking_timeout_s: float = Field(0.1, gt=0.0)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "RetargetConfig":
+    def load(cls, path: str | Path | None = None) -> RetargetConfig:
+        """The bundled ``configs/kinematics/retarget.yaml``, or the file at ``path``."""
         p = Path(path) if path is not None else config_path("kinematics/retarget.yaml")
-        try:
-            raw = yaml.safe_load(p.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RetargetError(f"cannot read retarget config {p}: {exc}") from None
-        if not isinstance(raw, dict) or not {"arm", "head", "hands"} <= set(raw):
-            raise RetargetError(f"{p}: needs the sections arm, head and hands")
-        arm, head = raw["arm"] or {}, raw["head"] or {}
-        try:
-            cfg = cls(motion_scale=float(arm["motion_scale"]), max_iters=int(arm["max_iters"]),
-                      max_delta=float(arm["max_delta"]), rot_weight=float(arm["rot_weight"]),
-                      yaw_gain=float(head["yaw_gain"]), pitch_gain=float(head["pitch_gain"]),
-                      tracking_timeout_s=float(raw.get("tracking_timeout_s", 0.1)),
-                      hands=dict(raw["hands"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RetargetError(f"{p}: missing or malformed setting: {exc!r}") from None
-        if not (0 < cfg.motion_scale <= 3 and cfg.max_iters >= 1 and cfg.max_delta > 0
-                and cfg.rot_weight > 0 and cfg.tracking_timeout_s > 0):
-            raise RetargetError(f"{p}: motion_scale must be in (0, 3], max_iters >= 1, and max_delta, "
-                                f"rot_weight, tracking_timeout_s > 0")
-        return cfg
+        return load_config(cls, p, kind="retarget config")
 
 
 def _heading_and_pitch(forward: np.ndarray) -> tuple[float, float]:
@@ -154,7 +155,7 @@ class Retargeter:
         self._hand_slices = {side: self.emb.group(f"{side}_hand").slice for side in SIDES}
         self._head = self.emb.group("head").slice
         self.ik = {side: ArmIK(self.chains[side], rest=self.pose0[self._slices[side]],
-                               rot_weight=self.config.rot_weight) for side in SIDES}
+                               rot_weight=self.config.arm.rot_weight) for side in SIDES}
         self.home = {side: self.chains[side].fk(self.pose0[self._slices[side]]) for side in SIDES}
         self.calibration: OperatorCalibration | None = None
         self._q_arm = {side: self.pose0[self._slices[side]].copy() for side in SIDES}
@@ -176,7 +177,7 @@ class Retargeter:
         Rh = axis_angle_matrix([0, 0, 1], cal.heading)
         W, W0, E0 = getattr(sample, f"{side}_wrist"), cal.wrists[side], self.home[side]
         T = np.eye(4)
-        T[:3, 3] = E0[:3, 3] + self.config.motion_scale * (Rh.T @ (W[:3, 3] - W0[:3, 3]))
+        T[:3, 3] = E0[:3, 3] + self.config.arm.motion_scale * (Rh.T @ (W[:3, 3] - W0[:3, 3]))
         T[:3, :3] = (Rh.T @ W[:3, :3] @ W0[:3, :3].T @ Rh) @ E0[:3, :3]
         return T
 
@@ -185,8 +186,8 @@ class Retargeter:
         Rh = axis_angle_matrix([0, 0, 1], cal.heading)
         yaw, pitch = _heading_and_pitch(Rh.T @ sample.head[:3, 0])
         d = self.default[self._head]
-        return np.array([d[0] + self.config.yaw_gain * yaw,
-                         d[1] + self.config.pitch_gain * (pitch - cal.head_pitch)])
+        return np.array([d[0] + self.config.head.yaw_gain * yaw,
+                         d[1] + self.config.head.pitch_gain * (pitch - cal.head_pitch)])
 
     def __call__(self, sample: TrackingSample) -> RetargetResult | None:
         """The joint target for ``sample``; None for a sample with non-finite values."""
@@ -198,7 +199,7 @@ class Retargeter:
         results: dict[str, IKResult] = {}
         for side in SIDES:
             res = self.ik[side].solve(self.arm_target(sample, side), self._q_arm[side],
-                                      max_iters=self.config.max_iters, max_delta=self.config.max_delta)
+                                      max_iters=self.config.arm.max_iters, max_delta=self.config.arm.max_delta)
             self._q_arm[side] = res.q
             results[side] = res
             q[self._slices[side]] = res.q

@@ -96,7 +96,7 @@ class ExpertSource(TrackingSource):
         self.torso_pos = np.array([0.0, 0.0, TORSO_HEIGHT] if torso_pos is None else torso_pos, float)
         self.site_offset = grasp_site_offset()
         rt = retargeter or Retargeter()
-        self.scale = rt.config.motion_scale
+        self.scale = rt.config.arm.motion_scale
         self.home = {side: rt.home[side].copy() for side in SIDES}      # hand poses, calibration pose
         self.home_point = {side: self.home[side][:3, :3] @ self.site_offset + self.home[side][:3, 3]
                            for side in SIDES}

@@ -48,9 +48,9 @@ def test_clip_and_readonly_arrays():
     (lambda r: r["joints"][3].update(lower=3.0), "lower 3.0 must be below upper"),
     (lambda r: r["joints"][0].update(default=9.0), "default 9.0 is outside"),
     (lambda r: r["joints"][1].update(name="left_shoulder_pitch"), "duplicate joint names"),
-    (lambda r: r.update(embodiment_id=64), "embodiment_id must be an integer in [0, 64)"),
-    (lambda r: r["joints"][2].pop("upper"), "is missing ['upper']"),
-    (lambda r: r.pop("groups"), "missing key 'groups'"),
+    (lambda r: r.update(embodiment_id=64), "embodiment_id: must be < 64, got 64"),
+    (lambda r: r["joints"][2].pop("upper"), "joints[2].upper: missing"),
+    (lambda r: r.pop("groups"), "groups: missing"),
 ])
 def test_invalid_files_are_refused_with_the_reason(raw_g1, mutate, message):
     raw = copy.deepcopy(raw_g1)

@@ -168,7 +168,7 @@ def test_format_version_and_embodiment_are_checked(broken):
     with pytest.raises(BundleError, match="bundle format_version 2 .*reads format 1"):
         load_bundle(broken)
     _edit_config(broken, format_version=1, **{"policy.embodiment": "h1"})
-    with pytest.raises(BundleError, match="unknown embodiment 'h1'"):
+    with pytest.raises(BundleError, match="config.json: embodiment 'h1' does not load: no embodiment named 'h1'"):
         load_bundle(broken)
     _edit_config(broken, **{"policy.embodiment": "g1", "embodiment.joint_names": ["a"] * 28})
     with pytest.raises(BundleError, match="trained for embodiment joint_names"):
@@ -181,7 +181,7 @@ def test_bad_config_and_stats_contents_are_explained(broken):
         load_bundle(broken)
     (broken / "config.json").write_text(json.dumps({"format_version": 1, "policy": {"horizon": -1},
                                                     "embodiment": {}, "model_id": "x"}))
-    with pytest.raises(BundleError, match="invalid policy config: .*horizon must be a positive integer"):
+    with pytest.raises(BundleError, match="invalid policy config: .*config.json: horizon: must be > 0, got -1"):
         load_bundle(broken)
 
 

@@ -30,7 +30,7 @@ def test_unsafe_control_config_is_refused(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("safety:\n  ramp_in_s: 0.1\n")
     assert main(["run", "--task", "pour", "--config", str(bad), "--dashboard", "off"]) == 2
-    assert "ramp_in_s must be within 1..3 s" in capsys.readouterr().err
+    assert f"{bad}: safety.ramp_in_s: must be >= 1.0, got 0.1" in capsys.readouterr().err
 
 
 def test_unreachable_server_is_a_clear_error(capsys):

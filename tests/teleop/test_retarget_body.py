@@ -50,7 +50,7 @@ def test_wrist_motion_moves_the_robot_hand_in_the_operator_frame(setup):
     right = chains["right"].fk(res.q[7:14].astype(float))
     left = chains["left"].fk(res.q[0:7].astype(float))
     moved = right[:3, 3] - retarget.home["right"][:3, 3]
-    np.testing.assert_allclose(moved, [0.1 * retarget.config.motion_scale, 0, 0], atol=2e-3)
+    np.testing.assert_allclose(moved, [0.1 * retarget.config.arm.motion_scale, 0, 0], atol=2e-3)
     np.testing.assert_allclose(left[:3, 3], retarget.home["left"][:3, 3], atol=1e-3)
 
 

@@ -1,0 +1,88 @@
+"""The robot side as the G1's onboard computer installs it: `pip install lara-g1`, no training stack.
+
+scripts/robot_py310.sh runs this module in a Python 3.10 venv holding the base install only
+(LARA_BASE_INSTALL=1), against a lara-serve started from the main venv (LARA_SERVER_PYTHON). It
+runs in the main venv as well, where the check of what is installed is skipped.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lara_g1.core.embodiment import load_embodiment
+from lara_g1.lara.policies import policy_for_task
+from lara_g1.runtime.client import PolicyClient
+
+BASE_ONLY = os.environ.get("LARA_BASE_INSTALL") == "1"
+SERVER_PYTHON = os.environ.get("LARA_SERVER_PYTHON", sys.executable)
+NOT_IN_BASE = ("torch", "transformers", "onnx", "onnxruntime", "mujoco", "av", "pyarrow", "safetensors")
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.skipif(not BASE_ONLY, reason="checks the base-only venv of scripts/robot_py310.sh")
+def test_the_base_install_holds_no_training_export_or_sim_stack():
+    listed = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True,
+                            text=True, check=True).stdout.lower()
+    names = {line.split("==")[0].replace("_", "-") for line in listed.splitlines()}
+    assert "lara-g1" in names
+    assert not names & set(NOT_IN_BASE) | {n for n in names if n.startswith(("torch", "onnx", "nvidia-"))}
+    for module in NOT_IN_BASE:
+        assert importlib.util.find_spec(module) is None, module
+
+
+@pytest.mark.parametrize("command", [["lara-robot", "--help"], ["lara-robot", "run", "--help"],
+                                     ["lara-teleop", "--help"], ["lara-teleop", "record", "--help"]])
+def test_robot_side_commands_start(command):
+    r = subprocess.run([str(BIN / command[0]), *command[1:]], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: " + command[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_address():
+    """The bundled pick-and-place policy served by lara-serve (ort, one thread) of the main venv."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen([SERVER_PYTHON, "-m", "lara_g1.runtime.cli", "--policy", str(policy_for_task("pick_place")),
+                             "--engine", "ort", "--threads", "1", "--bind", address, "--dashboard", "off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with PolicyClient(address, timeout_s=1.0) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, f"lara-serve exited: {proc.stderr.read()}"
+                try:
+                    client.ping()
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "lara-serve did not answer within 60 s"
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_client_round_trip_against_the_main_venvs_server(server_address):
+    emb = load_embodiment("g1")
+    with PolicyClient(server_address, timeout_s=5.0) as client:
+        meta = client.metadata()
+        assert meta["embodiment"] == emb.name and meta["joint_names"] == list(emb.joint_names)
+        (camera, (h, w)), = meta["cameras"].items()
+        image = np.full((h, w, 3), 128, np.uint8)
+        result = client.infer(emb.default_pose.astype(np.float32), {camera: image})
+    assert result.actions.shape == (meta["action_horizon"], emb.dim)
+    assert np.all(np.isfinite(result.actions))
+    assert np.all(result.actions >= emb.lower - 1e-6) and np.all(result.actions <= emb.upper + 1e-6)

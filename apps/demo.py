@@ -14,7 +14,6 @@ training, export, evaluation) is ``lara-loop`` (docs/RESULTS.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys

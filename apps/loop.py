@@ -227,7 +227,7 @@ def expert_metrics(report: dict) -> dict:
     for attempt in report["attempts"]:
         stages = dict(attempt["stages"])
         if stages.get("Full"):
-            stages = {name: True for name in stages}
+            stages = dict.fromkeys(stages, True)
         trials.append(stages)
     return compute_metrics(task, trials)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.core.embodiment import load_embodiment
+from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.control import ControlConfig
 from lara_g1.robot.g1 import G1Config, G1Robot
@@ -106,7 +106,7 @@ def main() -> None:
               f"{np.percentile(r, 99):.2f} ms CPU per tracking sample; IK not converged in "
               f"{session.control.ik_unconverged} arm solves of {2 * len(r)}")
         print(f"safety interventions: {report.interventions}")
-        print(f"dataset: {'valid' if not problems else problems}")
+        print(f"dataset: {problems if problems else 'valid'}")
 
 
 if __name__ == "__main__":

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from lara_g1.core.errors import LaraError
-from lara_g1.lara import __version__
 from lara_g1.core.embodiment import EmbodimentError, load_embodiment
+from lara_g1.core.errors import LaraError
+from lara_g1.core.observation import Observation
+from lara_g1.lara import __version__
 from lara_g1.lara.model.config import ConfigError, PolicyConfig
 from lara_g1.lara.model.policy import LaraPolicy
 from lara_g1.lara.processing import NormStats, Preprocessor, StatsError
-from lara_g1.core.observation import Observation
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"

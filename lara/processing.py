@@ -23,8 +23,8 @@ import numpy as np
 
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import LaraError
-from lara_g1.lara.model.config import PolicyConfig
 from lara_g1.core.observation import Observation
+from lara_g1.lara.model.config import PolicyConfig
 
 STAT_KEYS = ("min", "max", "mean", "std", "q01", "q99")
 _DEGENERATE = 1e-6

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lara_g1.policy_export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from lara_g1.lara.manifest import Manifest, ManifestError
+from lara_g1.policy_export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +48,8 @@ def _has_onnx(bundle: Path, precision: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lara_g1.lara.bundle import BundleError
     from lara_g1.core.extras import MissingExtraError
-
+    from lara_g1.lara.bundle import BundleError
     from lara_g1.policy_export.deploy import DeployError, write_deployment
 
     onnx = args.onnx or not args.trt

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from lara_g1.core.errors import LaraError
-from lara_g1.lara.manifest import MANIFEST_NAME, Manifest, ManifestError, verify_files
+from lara_g1.lara.manifest import MANIFEST_NAME, Manifest, verify_files
 
 SERVING_FILES = ("config.json", "stats.json")
 SERVING_DIRS = ("tokenizer",)

@@ -26,9 +26,15 @@ import onnx
 import torch
 
 from lara_g1.core.errors import LaraError
-from lara_g1.policy_export.graphs import (BACKBONE_INPUTS, BACKBONE_OUTPUTS, HEAD_INPUTS, HEAD_OUTPUTS, BackboneGraph,
-                                  DeployedActionHead)
 from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
+from lara_g1.policy_export.graphs import (
+    BACKBONE_INPUTS,
+    BACKBONE_OUTPUTS,
+    HEAD_INPUTS,
+    HEAD_OUTPUTS,
+    BackboneGraph,
+    DeployedActionHead,
+)
 from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE, onnx_parity, random_inputs
 
 DEFAULT_OPSET = 17
@@ -111,9 +117,9 @@ def export_graphs(bundle, out_dir: Path, precision: str = "fp32", opset: int = D
     full = precision != "bf16"
     _export(BackboneGraph(policy, dtype).eval(), (t["pixel_values"], t["input_ids"], t["attention_mask"]),
             paths["backbone"], BACKBONE_INPUTS, BACKBONE_OUTPUTS,
-            {n: batch for n in BACKBONE_INPUTS + BACKBONE_OUTPUTS}, opset, full)
+            dict.fromkeys(BACKBONE_INPUTS + BACKBONE_OUTPUTS, batch), opset, full)
     _export(DeployedActionHead(policy, eid, dtype).eval(), (feats, t["state"], torch.from_numpy(noise)),
-            paths["action_head"], HEAD_INPUTS, HEAD_OUTPUTS, {n: batch for n in HEAD_INPUTS + HEAD_OUTPUTS},
+            paths["action_head"], HEAD_INPUTS, HEAD_OUTPUTS, dict.fromkeys(HEAD_INPUTS + HEAD_OUTPUTS, batch),
             opset, full)
     return paths
 

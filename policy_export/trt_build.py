@@ -41,7 +41,7 @@ def profile_shapes(inputs: list[TensorSpec], max_batch: int) -> dict[str, tuple[
     """min/opt/max shapes of each input: batch 1..max_batch, optimised for batch 1 (one robot)."""
     shapes = {}
     for spec in inputs:
-        fixed = [d for d in spec.shape[1:]]
+        fixed = list(spec.shape[1:])
         if any(not isinstance(d, int) for d in fixed):
             raise ManifestError(f"{spec.describe()}: only the batch dimension may be dynamic for TensorRT")
         shapes[spec.name] = ((1, *fixed), (1, *fixed), (max_batch, *fixed))

@@ -24,17 +24,25 @@ import numpy as np
 
 from lara_g1.core.config import load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
-from lara_g1.robot.control import CameraConfig, ControlConfig, ControlError, ControlLoop, Observation, RunResult
-from lara_g1.robot.evaluation import (FULL, EvaluationError, Task, TrialRecord, ask_stages, format_table, load_tasks,
-                              write_results)
-from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
 from lara_g1.robot.cameras.base import Camera
+from lara_g1.robot.control import CameraConfig, ControlConfig, ControlError, ControlLoop, Observation, RunResult
+from lara_g1.robot.evaluation import (
+    FULL,
+    EvaluationError,
+    Task,
+    TrialRecord,
+    ask_stages,
+    format_table,
+    load_tasks,
+    write_results,
+)
 from lara_g1.robot.interface import Robot
+from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
 from lara_g1.robot.safety import EStop, EStopSource, SafetyConfigError, SafetyError, StopReason
 
 if TYPE_CHECKING:  # imported where used: the client needs zmq, SimControl a DDS participant
-    from lara_g1.runtime.client import PolicyClient
     from lara_g1.robot.sim.control import SimControl
+    from lara_g1.runtime.client import PolicyClient
 
 log = logging.getLogger("lara-robot")
 
@@ -288,7 +296,7 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float
     Also returns when each stage was first seen (``stage_s``, seconds from the trial's start) and
     where the task's objects were at its end (``objects_end``, world frame, m): what tells a
     failed trial's story (dropped beside the basket, never grasped, ...)."""
-    stages = {s: False for s in session.task.stages}
+    stages = dict.fromkeys(session.task.stages, False)
     reached: dict[str, float] = {}
     last: dict[str, Any] = {}
     stop = threading.Event()

@@ -22,7 +22,6 @@ from pydantic import Field, model_validator
 from lara_g1.core.config import ConfigModel, config_dataclass, config_path, load_config
 from lara_g1.core.errors import ConfigError, LaraError
 
-
 FULL = "Full"  # the last stage of every task: full success
 
 

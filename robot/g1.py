@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from cyclonedds.core import ReadCondition, SampleState, ViewState, InstanceState, WaitSet
+from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.util import duration
 from pydantic import Field, field_validator, model_validator
 

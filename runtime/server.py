@@ -11,6 +11,7 @@ parsed gets an error reply to its sender only; nobody else notices.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hmac
 import itertools
 import logging
@@ -25,8 +26,8 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from lara_g1.runtime import protocol as P
 from lara_g1.core.observation import Observation, make_noise
+from lara_g1.runtime import protocol as P
 from lara_g1.runtime.engine import Engine
 from lara_g1.runtime.metrics import ServingMetrics
 
@@ -271,10 +272,8 @@ class PolicyServer:
         except zmq.ContextTerminated:
             pass
         finally:
-            try:
+            with contextlib.suppress(zmq.ZMQError):
                 router.disable_monitor()
-            except zmq.ZMQError:
-                pass
             for s in (monitor, pipe_in, router):
                 s.close(0)
 

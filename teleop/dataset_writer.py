@@ -28,12 +28,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import LaraError
 from lara_g1.lara.data import format as fmt
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.stats import compute_stats, histogram_stats, image_histogram, to_json
 from lara_g1.lara.data.video import CODEC_LABEL, VideoEncoder, available_encoder
-from lara_g1.core.embodiment import Embodiment, load_embodiment
 
 DEFAULT_CAMERAS = {"head": (480, 640)}
 LOCK_NAME = "writer.lock"

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.lara.data.format import DatasetFormatError
 from lara_g1.lara.data.lerobot import DEFAULT_FRAME_CACHE_BYTES, LeRobotDataset
 from lara_g1.lara.data.stats import Stats
-from lara_g1.core.embodiment import Embodiment, load_embodiment
 
 
 def available_memory_bytes() -> int | None:

@@ -98,7 +98,7 @@ class VideoEncoder:
 
     def abort(self) -> None:
         """Stop without finishing the file (it is deleted by the caller)."""
-        try:
+        try:  # noqa: SIM105
             self._container.close()
         except Exception:  # the file is being thrown away; a muxer complaint changes nothing
             pass

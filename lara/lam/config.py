@@ -20,35 +20,35 @@ from lara_g1.core.config import ConfigModel, config_dataclass
 from lara_g1.core.errors import ConfigError
 
 # ViT-MAE architectures (transformers' ViTMAEConfig keyword arguments) per preset.
-_MAE_TINY = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-    image_size=64, patch_size=16,
-)
-_MAE_BASE = dict(
-    hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-    image_size=224, patch_size=16,
-)
-_MAE_LARGE = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    image_size=224, patch_size=16,
-)
+_MAE_TINY = {
+    "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+    "image_size": 64, "patch_size": 16,
+}
+_MAE_BASE = {
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "image_size": 224, "patch_size": 16,
+}
+_MAE_LARGE = {
+    "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+    "image_size": 224, "patch_size": 16,
+}
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        encoder=None, encoder_config=_MAE_TINY,
-        mformer_width=64, mformer_heads=4,
-        decoder_layers=2, decoder_width=64, decoder_heads=4,
-    ),
-    "small": dict(
-        encoder="facebook/vit-mae-base", encoder_config=_MAE_BASE,
-        mformer_width=512, mformer_heads=8,
-        decoder_layers=6, decoder_width=512, decoder_heads=8,
-    ),
-    "paper": dict(
-        encoder="facebook/vit-mae-large", encoder_config=_MAE_LARGE,
-        mformer_width=768, mformer_heads=12,
-        decoder_layers=12, decoder_width=768, decoder_heads=12,
-    ),
+    "tiny": {
+        "encoder": None, "encoder_config": _MAE_TINY,
+        "mformer_width": 64, "mformer_heads": 4,
+        "decoder_layers": 2, "decoder_width": 64, "decoder_heads": 4,
+    },
+    "small": {
+        "encoder": "facebook/vit-mae-base", "encoder_config": _MAE_BASE,
+        "mformer_width": 512, "mformer_heads": 8,
+        "decoder_layers": 6, "decoder_width": 512, "decoder_heads": 8,
+    },
+    "paper": {
+        "encoder": "facebook/vit-mae-large", "encoder_config": _MAE_LARGE,
+        "mformer_width": 768, "mformer_heads": 12,
+        "decoder_layers": 12, "decoder_width": 768, "decoder_heads": 12,
+    },
 }
 
 PRESETS = tuple(_PRESETS)

@@ -222,7 +222,7 @@ class _Log:
                 if line.strip() and json.loads(line).get("step", math.inf) < start_step:
                     kept.append(line)
         path.write_text("".join(line + "\n" for line in kept))
-        self.file = open(path, "a")
+        self.file = open(path, "a")  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")

@@ -23,10 +23,20 @@ import numpy as np
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.crc import lowcmd_crc, lowstate_crc
-from lara_g1.robot.dds.messages import (GoMotorState_, HeadCmd_, HeadState_, Image_, LowCmd_, LowState_,
-                                MotorCmds_, MotorStates_, SimReply_, SimRequest_)
+from lara_g1.robot.dds.messages import (
+    GoMotorState_,
+    HeadCmd_,
+    HeadState_,
+    Image_,
+    LowCmd_,
+    LowState_,
+    MotorCmds_,
+    MotorStates_,
+    SimReply_,
+    SimRequest_,
+)
 from lara_g1.robot.g1 import G1Config
-from lara_g1.robot.hands import HandMapping, HandError
+from lara_g1.robot.hands import HandError, HandMapping
 from lara_g1.robot.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
@@ -117,7 +127,7 @@ class SimBridge:
             reply = self._replies.get(req.request_id)
             if reply is None:
                 reply = self._answer(req)
-                self._replies = {k: v for k, v in list(self._replies.items())[-32:]}
+                self._replies = dict(list(self._replies.items())[-32:])
                 self._replies[req.request_id] = reply
             self.w_rep.write(reply)
 

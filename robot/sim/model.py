@@ -13,12 +13,11 @@ the task objects. Simplifications, stated plainly:
 """
 from __future__ import annotations
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from lara_g1.core.embodiment import Embodiment, load_embodiment
-from lara_g1.robot.kinematics import (LINK_TO_MUJOCO, load_arm_chains, load_head_mount, load_inspire_hand,
-                              make_transform)
+from lara_g1.robot.kinematics import LINK_TO_MUJOCO, load_arm_chains, load_head_mount, load_inspire_hand, make_transform
 
 TORSO_HEIGHT = 0.80          # torso_link above the floor (G1 standing: pelvis ~0.75 m)
 TABLE_TOP = -0.05            # table surface in the torso frame (a 0.75 m table)

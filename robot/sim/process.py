@@ -48,7 +48,7 @@ class SimProcess:
         """Start lara-sim and wait for rt/lowstate (a no-op while it is already running)."""
         if self.alive():
             return self
-        self._log = tempfile.TemporaryFile(mode="w+")
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         env = dict(os.environ)
         self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         reader = None

@@ -35,7 +35,7 @@ class Task(abc.ABC):
     objects: tuple[str, ...] = ()     # every task body, reported with its pose in the status
 
     def __init__(self):
-        self.stages = {s: False for s in self.stage_names}
+        self.stages = dict.fromkeys(self.stage_names, False)
 
     @abc.abstractmethod
     def objects_xml(self) -> str:
@@ -50,7 +50,7 @@ class Task(abc.ABC):
         """Update the latched stages from the current world state and return them."""
 
     def reset_stages(self) -> None:
-        self.stages = {s: False for s in self.stage_names}
+        self.stages = dict.fromkeys(self.stage_names, False)
 
 
 class PickPlace(Task):

@@ -20,8 +20,8 @@ between capsule fingers are not simulated.
 """
 from __future__ import annotations
 
-import numpy as np
 import mujoco
+import numpy as np
 
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.robot.kinematics import load_inspire_hand
@@ -94,7 +94,7 @@ class SimWorld:
         self.hand_target = {s: np.ones(6) for s in ("left", "right")}
         self.head_target = default[self.head_idx].astype(np.float64)
         for side in ("left", "right"):
-            for (acts, gains, qadr), a in zip(self._hand[side], self.inspire.actuators):
+            for (_acts, _gains, qadr), a in zip(self._hand[side], self.inspire.actuators):
                 self.data.qpos[qadr] = a.angle(1.0)
         self.task.reset_stages()
         self.task.place(self, np.random.default_rng(self.seed))

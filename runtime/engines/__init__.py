@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lara_g1.core.extras import MissingExtraError
 from lara_g1.runtime.engine import Engine
 from lara_g1.runtime.engines.base import BundleSpec, EngineError, PipelineEngine
-from lara_g1.core.extras import MissingExtraError
 
 ENGINE_KINDS = ("torch", "ort", "trt")
 
@@ -28,8 +28,8 @@ __all__ = ["ENGINE_KINDS", "BundleSpec", "EngineError", "MissingExtraError", "Pi
 
 def load_bundle_spec(bundle_path: str | Path) -> BundleSpec:
     """Config, preprocessing and model id of a bundle, checked, without loading the torch weights."""
-    from lara_g1.lara.bundle import STATS_FILE, TOKENIZER_DIR, BundleError, read_bundle_config
     from lara_g1.core.embodiment import load_embodiment
+    from lara_g1.lara.bundle import STATS_FILE, TOKENIZER_DIR, BundleError, read_bundle_config
     from lara_g1.lara.processing import NormStats, Preprocessor, StatsError
 
     path = Path(bundle_path)

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lara_g1.core.extras import MissingExtraError
 from lara_g1.lara.manifest import Artifact, Manifest, ManifestError, TensorSpec, check_io, verify_files
 from lara_g1.runtime.engines.base import BundleSpec, EngineError, PipelineEngine, ms_since
-from lara_g1.core.extras import MissingExtraError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

@@ -104,7 +104,7 @@ class ArmIK:
             # with the damping its step is exactly 0) and the step is recomputed for the others.
             free = np.ones((n, dof), dtype=bool)
             for _ in range(3):
-                pushing_out = free & (((Q <= lo + 1e-9) & (dq < 0)) | ((Q >= hi - 1e-9) & (dq > 0)))
+                pushing_out = free & (((lo + 1e-9 >= Q) & (dq < 0)) | ((hi - 1e-9 <= Q) & (dq > 0)))
                 if not pushing_out.any():
                     break
                 free &= ~pushing_out

@@ -131,7 +131,7 @@ class ExpertSource(TrackingSource):
         with self._lock:
             plan, t_ep = self._plan, None if self._episode_t0 is None else t - self._episode_t0
         if plan is None or t_ep is None:
-            point, roll, grip = dict(self.home_point), {s: 0.0 for s in SIDES}, {s: 0.0 for s in SIDES}
+            point, roll, grip = dict(self.home_point), dict.fromkeys(SIDES, 0.0), dict.fromkeys(SIDES, 0.0)
             ended = False
         else:
             point, roll, grip = self._interpolate(plan, t_ep)
@@ -169,7 +169,7 @@ class ExpertSource(TrackingSource):
 
     def _keys(self, steps: list[tuple[float, dict, dict, dict]]) -> list[Key]:
         """Fill unspecified sides from the previous key (start: calibration pose, open, no roll)."""
-        point, roll, grip = dict(self.home_point), {s: 0.0 for s in SIDES}, {s: 0.0 for s in SIDES}
+        point, roll, grip = dict(self.home_point), dict.fromkeys(SIDES, 0.0), dict.fromkeys(SIDES, 0.0)
         keys = []
         for duration, p, r, g in steps:
             point = {**point, **p}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lara_g1.apps import demo
+from lara_g1.core.observation import Observation
 from lara_g1.lara.policies import FOR_TASK, bundled_policy, policy_for_task
 from lara_g1.robot.evaluation import load_tasks
-from lara_g1.core.observation import Observation
 from lara_g1.runtime.engines import load_engine
 
 

@@ -10,7 +10,7 @@ import torch
 from lara_g1.lara.model import PolicyConfig
 
 IMAGE_TOKEN = 299
-WORDS = "pick up the red cup put it in box do task".split()
+WORDS = ["pick", "up", "the", "red", "cup", "put", "it", "in", "box", "do", "task"]
 
 
 def save_tiny_eagle(path: Path) -> Path:
@@ -34,6 +34,6 @@ def save_tiny_eagle(path: Path) -> Path:
 
 def eagle_config(path: Path, **overrides) -> PolicyConfig:
     """The tiny preset on that VLM, features from LLM layer 2."""
-    fields = dict(backbone="eagle", backbone_path=str(path), backbone_select_layer=2, vl_dim=64,
-                  cross_attention_dim=64, tune_backbone=False, max_text_len=8)
+    fields = {"backbone": "eagle", "backbone_path": str(path), "backbone_select_layer": 2, "vl_dim": 64,
+                  "cross_attention_dim": 64, "tune_backbone": False, "max_text_len": 8}
     return PolicyConfig.from_preset("tiny", **{**fields, **overrides})

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lara_g1.lara.bundle import BundleError, create_random_bundle, load_bundle, read_bundle_config, save_bundle
 from lara_g1.core.embodiment import load_embodiment
+from lara_g1.lara.bundle import BundleError, create_random_bundle, load_bundle, read_bundle_config, save_bundle
 from lara_g1.lara.model import LaraPolicy, PolicyConfig
 from lara_g1.lara.processing import NormStats
 

@@ -9,8 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.helpers.data import FPS, LENGTHS, SIZE, TASKS, action_of, image_of, state_of, \
-    write_known_dataset
 
 from lara_g1.lara.data import format as fmt
 from lara_g1.lara.data.format import DatasetFormatError
@@ -18,6 +16,7 @@ from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.samples import LaraSampleDataset
 from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.lara.data.video import VideoEncoder
+from tests.helpers.data import FPS, LENGTHS, SIZE, TASKS, action_of, image_of, state_of, write_known_dataset
 
 KEY = "observation.images.head"
 
@@ -172,8 +171,9 @@ def test_stats_fall_back_to_the_data_when_the_file_lacks_them(known, tmp_path):
 
 
 def test_a_frame_missing_from_the_video_is_named_exactly(tmp_path):
-    import av
     from fractions import Fraction
+
+    import av
 
     from lara_g1.lara.data.video import read_frames
     path = tmp_path / "gap.mp4"

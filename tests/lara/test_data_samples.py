@@ -7,15 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tests.helpers.data import LENGTHS, TASKS, action_of, state_of, write_known_dataset
 
+from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.format import DatasetFormatError
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.samples import LaraSampleDataset
-from tests.helpers.synthetic import COLOURS, GAIN, TASKS as SYN_TASKS, goal_pose, \
-    write_synthetic_dataset
 from lara_g1.lara.data.validate import validate_dataset
-from lara_g1.core.embodiment import load_embodiment
+from tests.helpers.data import LENGTHS, TASKS, action_of, state_of, write_known_dataset
+from tests.helpers.synthetic import COLOURS, GAIN, goal_pose, write_synthetic_dataset
+from tests.helpers.synthetic import TASKS as SYN_TASKS
 
 
 @pytest.fixture(scope="module")

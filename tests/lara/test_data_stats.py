@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lara_g1.lara.data.stats import IMAGE_STRIDE, check_stats, compute_stats, from_json, \
-    histogram_stats, image_histogram, to_json
+from lara_g1.lara.data.stats import (
+    IMAGE_STRIDE,
+    check_stats,
+    compute_stats,
+    from_json,
+    histogram_stats,
+    image_histogram,
+    to_json,
+)
 
 
 def test_vector_stats_match_numpy():

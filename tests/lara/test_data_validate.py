@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from tests.helpers.data import FPS, LENGTHS, SIZE, image_of, write_known_dataset
 
 from lara_g1.lara.data import format as fmt
 from lara_g1.lara.data.validate import main, validate_dataset
 from lara_g1.lara.data.video import VideoEncoder
+from tests.helpers.data import FPS, LENGTHS, SIZE, image_of, write_known_dataset
 
 KEY = "observation.images.head"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"

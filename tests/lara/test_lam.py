@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lara_g1.lara.lam import (LamConfig, LamLoadError, LatentActionModel, count_parameters, load_lam,
-                      save_lam)
+from lara_g1.lara.lam import LamConfig, LamLoadError, LatentActionModel, count_parameters, load_lam, save_lam
 from lara_g1.lara.lam.quantizer import VectorQuantizer
 
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from lara_g1.core.observation import Observation
 from lara_g1.lara.model import ConfigError, LaraPolicy, PolicyConfig
 from lara_g1.lara.model.backbone import EagleBackbone, StandInBackbone
-from lara_g1.core.observation import Observation
-
 from tests.helpers.eagle import IMAGE_TOKEN, eagle_config, save_tiny_eagle
 
 
@@ -82,9 +81,9 @@ def test_eagle_config_mismatches_are_refused(eagle_dir):
 def test_eagle_bundle_round_trips_with_its_tokenizer(eagle_dir, tmp_path):
     from transformers import AutoTokenizer
 
+    from lara_g1.core.embodiment import load_embodiment
     from lara_g1.lara.bundle import load_bundle, save_bundle
     from lara_g1.lara.processing import NormStats
-    from lara_g1.core.embodiment import load_embodiment
 
     config = eagle_config(eagle_dir)
     policy = LaraPolicy(config).eval()

@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 
 from lara_g1.core.embodiment import load_embodiment
-from lara_g1.lara.model import PolicyConfig
-from lara_g1.lara.processing import (ByteTokenizer, FeatureStats, NormStats, ObservationError, Preprocessor, StatsError,
-                             resize_bilinear)
 from lara_g1.core.observation import Observation
+from lara_g1.lara.model import PolicyConfig
+from lara_g1.lara.processing import (
+    ByteTokenizer,
+    FeatureStats,
+    NormStats,
+    ObservationError,
+    Preprocessor,
+    StatsError,
+    resize_bilinear,
+)
 
 G1 = load_embodiment("g1")
 

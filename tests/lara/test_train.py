@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from lara_g1.lara.bundle import load_bundle
-from tests.helpers.synthetic import write_synthetic_dataset
 from lara_g1.lara.lam import load_lam
 from lara_g1.lara.train import trainer as trainer_module
 from lara_g1.lara.train.checkpoint import CheckpointError, list_checkpoints
 from lara_g1.lara.train.cli import main
 from lara_g1.lara.train.trainer import LOG_NAME, TrainError, TrainSettings, train
+from tests.helpers.synthetic import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def _log(out) -> list[dict]:
 
 
 def _settings(dataset, out, **kw) -> TrainSettings:
-    base = dict(stage="joint", dataset=dataset, out=out, preset="tiny", steps=6, batch_size=4,
-                checkpoint_every=0, progress=False, lam_offset=4)
+    base = {"stage": "joint", "dataset": dataset, "out": out, "preset": "tiny", "steps": 6, "batch_size": 4,
+                "checkpoint_every": 0, "progress": False, "lam_offset": 4}
     base.update(kw)
     return TrainSettings(**base)
 

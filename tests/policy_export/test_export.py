@@ -9,9 +9,9 @@ import onnx
 import pytest
 
 from lara_g1.lara.bundle import create_random_bundle, load_bundle
+from lara_g1.lara.manifest import Manifest, ManifestError, sha256_file
 from lara_g1.policy_export import onnx_export
 from lara_g1.policy_export.cli import main as export_main
-from lara_g1.lara.manifest import Manifest, ManifestError, sha256_file
 from lara_g1.policy_export.onnx_export import ExportError, export_onnx, graph_io
 from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE, onnx_parity, random_inputs
 from lara_g1.runtime.engines import load_engine

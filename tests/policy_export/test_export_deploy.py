@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lara_g1.core.observation import Observation
 from lara_g1.lara.bundle import BundleError, create_random_bundle, load_bundle
+from lara_g1.lara.manifest import ManifestError
 from lara_g1.policy_export.cli import main as export_main
 from lara_g1.policy_export.deploy import DeployError, write_deployment
-from lara_g1.lara.manifest import ManifestError
-from lara_g1.core.observation import Observation
 from lara_g1.runtime.engines import load_engine
 
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lara_g1.lara.bundle import save_bundle
 from lara_g1.core.embodiment import load_embodiment
+from lara_g1.core.observation import Observation, make_noise
+from lara_g1.lara.bundle import save_bundle
+from lara_g1.lara.manifest import Manifest
 from lara_g1.lara.model import LaraPolicy
 from lara_g1.lara.processing import NormStats
-from lara_g1.lara.manifest import Manifest
 from lara_g1.policy_export.onnx_export import export_onnx
 from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE
-from lara_g1.core.observation import Observation, make_noise
 from lara_g1.runtime.engines import load_engine
-
 from tests.helpers.eagle import eagle_config, save_tiny_eagle
 
 

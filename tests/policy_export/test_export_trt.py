@@ -6,11 +6,11 @@ import importlib.util
 import numpy as np
 import pytest
 
+from lara_g1.core.extras import MissingExtraError
 from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
 from lara_g1.policy_export.trt_build import engine_filename, profile_shapes
 from lara_g1.policy_export.trt_session import DeviceInfo, EngineMismatchError, check_compatible
 from lara_g1.runtime.engines import load_engine
-from lara_g1.core.extras import MissingExtraError
 
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.9.0.34")
 
@@ -101,9 +101,9 @@ def _trt_skip_reason() -> str | None:
 @pytest.mark.skipif(_trt_skip_reason() is not None, reason=str(_trt_skip_reason()))
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_trt_engine_matches_torch(tmp_path, precision):
+    from lara_g1.core.observation import Observation, make_noise
     from lara_g1.lara.bundle import create_random_bundle
     from lara_g1.policy_export.trt_build import TRT_TOLERANCE, build_trt
-    from lara_g1.core.observation import Observation, make_noise
 
     b = create_random_bundle(tmp_path / "b", preset="tiny", seed=0)
     from lara_g1.policy_export.onnx_export import export_onnx

@@ -10,6 +10,7 @@ real lara-serve subprocess: what reaches rt/arm_sdk is read back by a DDS reader
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -26,12 +27,12 @@ import pytest
 import yaml
 
 from lara_g1.robot.control import ControlLoop
-from lara_g1.robot.safety import StopReason
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.crc import lowcmd_crc
 from lara_g1.robot.dds.messages import LowCmd_
 from lara_g1.robot.g1 import G1Config, G1Robot
+from lara_g1.robot.safety import StopReason
 from lara_g1.robot.sim.process import SimProcess
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
 
@@ -109,7 +110,7 @@ def bundle(tmp_path_factory):
 def serve(bundle, tmp_path_factory):
     """A real lara-serve subprocess (torch engine); yields (process, address)."""
     address = f"tcp://127.0.0.1:{free_port()}"
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "lara_g1.runtime.cli", "--policy", str(bundle), "--engine", "torch",
                              "--bind", address, "--dashboard", "off"], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -164,7 +165,7 @@ def sim_loop(robot, address):
 
 def write_config(tmp_path, **safety):
     """The shipped control config with a 1 s ramp-in (the shortest allowed) and a patient hold, as YAML."""
-    cfg = yaml.safe_load(open(fast_config().source))
+    cfg = yaml.safe_load(open(fast_config().source))  # noqa: SIM115
     cfg["safety"].update({"ramp_in_s": 1.0, **PATIENT, **safety})
     path = tmp_path / "control.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -193,10 +194,8 @@ def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
         statuses = []
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 statuses.append(httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=1.0).json())
-            except httpx.HTTPError:
-                pass
             if statuses and statuses[-1].get("phase") in ("ramp", "run") and statuses[-1]["ticks"] >= 50:
                 proc.send_signal(signal.SIGINT)                         # Ctrl-C: fade out and exit
                 t_sigint = time.monotonic()

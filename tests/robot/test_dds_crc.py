@@ -7,8 +7,16 @@ import struct
 import numpy as np
 import pytest
 
-from lara_g1.robot.dds.crc import (LOWCMD_SIZE, LOWSTATE_SIZE, crc32_core, crc32_mpeg2, lowcmd_crc, lowstate_crc,
-                           pack_lowcmd, pack_lowstate)
+from lara_g1.robot.dds.crc import (
+    LOWCMD_SIZE,
+    LOWSTATE_SIZE,
+    crc32_core,
+    crc32_mpeg2,
+    lowcmd_crc,
+    lowstate_crc,
+    pack_lowcmd,
+    pack_lowstate,
+)
 from lara_g1.robot.dds.messages import LowCmd_, LowState_, MotorCmd_
 
 
@@ -77,7 +85,8 @@ def test_crc_covers_every_field_but_itself():
 
 def test_matches_unitree_sdk2py_crc_on_random_messages():
     pytest.importorskip("unitree_sdk2py", reason="unitree_sdk2py (lara-g1[robot]) not installed")
-    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowCmd_ as ULowCmd, LowState_ as ULowState
+    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowCmd_ as ULowCmd
+    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowState_ as ULowState
     from unitree_sdk2py.utils.crc import CRC
 
     crc = CRC()

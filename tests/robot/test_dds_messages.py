@@ -6,8 +6,18 @@ import random
 import numpy as np
 import pytest
 
-from lara_g1.robot.dds.messages import (GoMotorCmd_, GoMotorState_, Image_, IMUState_, LowCmd_, LowState_, MotorCmd_,
-                                MotorCmds_, MotorState_, MotorStates_)
+from lara_g1.robot.dds.messages import (
+    GoMotorCmd_,
+    GoMotorState_,
+    Image_,
+    IMUState_,
+    LowCmd_,
+    LowState_,
+    MotorCmd_,
+    MotorCmds_,
+    MotorState_,
+    MotorStates_,
+)
 
 
 def test_type_names_are_unitrees():
@@ -30,9 +40,12 @@ def test_lowcmd_roundtrip():
 
 def test_same_bytes_as_unitree_sdk2py():
     pytest.importorskip("unitree_sdk2py", reason="unitree_sdk2py (lara-g1[robot]) not installed")
-    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorCmd_ as UGoCmd, MotorCmds_ as UCmds
-    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorState_ as UGoState, MotorStates_ as UStates
-    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowCmd_ as ULowCmd, LowState_ as ULowState
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorCmd_ as UGoCmd
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorCmds_ as UCmds
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorState_ as UGoState
+    from unitree_sdk2py.idl.unitree_go.msg.dds_ import MotorStates_ as UStates
+    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowCmd_ as ULowCmd
+    from unitree_sdk2py.idl.unitree_hg.msg.dds_ import LowState_ as ULowState
 
     rng = random.Random(5)
     cmd = LowCmd_(mode_pr=1, mode_machine=5)

@@ -6,8 +6,14 @@ import json
 
 import pytest
 
-from lara_g1.robot.evaluation import (EvaluationError, TrialRecord, compute_metrics, format_table, load_tasks,
-                              write_results)
+from lara_g1.robot.evaluation import (
+    EvaluationError,
+    TrialRecord,
+    compute_metrics,
+    format_table,
+    load_tasks,
+    write_results,
+)
 
 TASKS = load_tasks()
 

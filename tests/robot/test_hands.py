@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from lara_g1.core.embodiment import load_embodiment
-from lara_g1.robot.hands import (FTP_ANGLE_ACT, FTP_ANGLE_SET, HandError, HandMapping, InspireFTP, ModbusError,
-                         ModbusTcpClient, make_hands)
+from lara_g1.robot.hands import (
+    FTP_ANGLE_ACT,
+    FTP_ANGLE_SET,
+    HandError,
+    HandMapping,
+    InspireFTP,
+    ModbusError,
+    ModbusTcpClient,
+    make_hands,
+)
 
 EMB = load_embodiment("g1")
 MAP = HandMapping.from_embodiment(EMB)

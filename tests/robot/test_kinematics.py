@@ -7,8 +7,7 @@ import yaml
 
 from lara_g1.core.config import config_path
 from lara_g1.core.embodiment import load_embodiment
-from lara_g1.robot.kinematics import (KinematicsError, load_arm_chains, load_head_mount, load_inspire_hand,
-                              rotation_log)
+from lara_g1.robot.kinematics import KinematicsError, load_arm_chains, load_head_mount, load_inspire_hand, rotation_log
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,16 @@ import pytest
 
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.control import ControlConfig
-from lara_g1.robot.safety import (EStop, EStopSource, Phase, SafetyConfig, SafetyConfigError, SafetyFilter,
-                                  SafetyStateError, StopReason)
+from lara_g1.robot.safety import (
+    EStop,
+    EStopSource,
+    Phase,
+    SafetyConfig,
+    SafetyConfigError,
+    SafetyFilter,
+    SafetyStateError,
+    StopReason,
+)
 from tests.fakes import FakeRobot
 
 EMB = load_embodiment("g1")
@@ -212,13 +220,12 @@ def test_estop_from_another_thread_fades_out_latched():
 
 def test_context_manager_fades_out_on_exception():
     robot, f = make()
-    with pytest.raises(RuntimeError):
-        with f:
-            f.start(EMB.default_pose)
-            for _ in range(5):
-                robot.stamp = float("inf")      # never stale in real time
-                f.step(EMB.default_pose)
-            raise RuntimeError("control loop crashed")
+    with pytest.raises(RuntimeError), f:
+        f.start(EMB.default_pose)
+        for _ in range(5):
+            robot.stamp = float("inf")      # never stale in real time
+            f.step(EMB.default_pose)
+        raise RuntimeError("control loop crashed")
     assert f.stopped
     assert robot.sent[-1].blend == 0.0
     assert f.interventions["fade_out"] == 1

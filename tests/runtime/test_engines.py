@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lara_g1.core.extras import MissingExtraError, require
+from lara_g1.core.observation import Observation, make_noise
 from lara_g1.lara.bundle import create_random_bundle
 from lara_g1.policy_export.cli import main as export_main
-from lara_g1.core.observation import Observation, make_noise
 from lara_g1.runtime.engines import ENGINE_KINDS, EngineError, load_engine
 from lara_g1.runtime.engines.base import TIMING_KEYS
-from lara_g1.core.extras import MissingExtraError, require
 from lara_g1.runtime.engines.ort_engine import resolve_provider
-
 
 
 @pytest.fixture(scope="module")

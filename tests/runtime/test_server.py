@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import zmq
 
-from lara_g1.runtime.client import PolicyClient, ServerError
 from lara_g1.core.observation import make_noise
+from lara_g1.runtime.client import PolicyClient, ServerError
 from lara_g1.runtime.engine import Engine
 from lara_g1.runtime.server import PolicyServer, is_loopback
 

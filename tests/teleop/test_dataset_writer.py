@@ -7,14 +7,24 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from tests.helpers.data import DIM, FPS, LENGTHS, SIZE, TASKS, action_of, image_of, state_of, \
-    write_episode, write_known_dataset
 
+from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.lara.data.video import available_encoder
-from lara_g1.core.embodiment import load_embodiment
 from lara_g1.teleop.dataset_writer import DatasetWriterError, LeRobotWriter
+from tests.helpers.data import (
+    DIM,
+    FPS,
+    LENGTHS,
+    SIZE,
+    TASKS,
+    action_of,
+    image_of,
+    state_of,
+    write_episode,
+    write_known_dataset,
+)
 
 KEY = "observation.images.head"
 

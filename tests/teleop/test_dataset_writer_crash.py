@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers.data import FPS, LENGTHS, SIZE, TASKS, state_of, write_episode
 
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.teleop.dataset_writer import LeRobotWriter
+from tests.helpers.data import FPS, LENGTHS, SIZE, TASKS, state_of, write_episode
 
 TESTS = Path(__file__).resolve().parent
 

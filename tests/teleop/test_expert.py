@@ -30,7 +30,7 @@ def test_wrist_poses_retarget_onto_the_planned_hand_poses():
         point = expert.home_point[side] + rng.uniform(-0.1, 0.1, 3)
         roll = float(rng.uniform(-1.0, 1.0))
         want = expert.hand_pose(side, point, roll)
-        sample = expert.sample({s: point for s in ("left", "right")}, {s: roll for s in ("left", "right")},
+        sample = expert.sample(dict.fromkeys(("left", "right"), point), dict.fromkeys(("left", "right"), roll),
                                {"left": 0.0, "right": 0.0})
         got = retargeter.arm_target(sample, side)
         np.testing.assert_allclose(got, want, atol=1e-9)
@@ -107,7 +107,7 @@ def test_the_pour_plan_never_returns_to_a_state_it_passed_before_pouring():
     trained on such a plan (back through the lifted pose, then home) lifted and went home."""
     for seed in range(10):
         objects = SimWorld("pour", seed=seed).status()["objects"]
-        states = _plan_states(ExpertSource("pour", lambda: objects), objects)
+        states = _plan_states(ExpertSource("pour", lambda: objects), objects)  # noqa: B023
         roll = np.abs(states[:, 7])                                  # the right hand's (bottle's) roll
         before_pour = states[:np.argmax(roll > 0)]
         after_pour = states[np.nonzero(roll >= roll.max() - 1e-9)[0][-1] + 1:]

@@ -6,11 +6,11 @@ import pytest
 
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.kinematics import axis_angle_matrix, load_arm_chains
-from lara_g1.teleop.retarget.retargeter import OperatorCalibration, RetargetError, Retargeter
+from lara_g1.teleop.retarget.retargeter import OperatorCalibration, Retargeter, RetargetError
 from lara_g1.teleop.sources import SyntheticSource
 
 
-def _pose(R=np.eye(3), p=(0, 0, 0)):
+def _pose(R=np.eye(3), p=(0, 0, 0)):  # noqa: B008
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, p
     return T

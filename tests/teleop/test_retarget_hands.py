@@ -10,8 +10,8 @@ from lara_g1.teleop.retarget.retargeter import RetargetConfig, Retargeter
 from lara_g1.teleop.sources import ReplaySource, TrackingRecorder, TrackingSample
 from lara_g1.teleop.sources.hand_model import hand_skeleton
 
-OPEN = dict(curls=(0.0,) * 4, thumb_bend=0.0, thumb_opposition=0.0)
-FIST = dict(curls=(1.0,) * 4, thumb_bend=1.0, thumb_opposition=1.0)
+OPEN = {"curls": (0.0,) * 4, "thumb_bend": 0.0, "thumb_opposition": 0.0}
+FIST = {"curls": (1.0,) * 4, "thumb_bend": 1.0, "thumb_opposition": 1.0}
 
 
 @pytest.fixture(scope="module")

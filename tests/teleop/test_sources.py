@@ -8,8 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from lara_g1.teleop.sources import (ReplaySource, SyntheticSource, TrackingError, TrackingRecorder,
-                            load_tracking_file, make_source)
+from lara_g1.teleop.sources import (
+    ReplaySource,
+    SyntheticSource,
+    TrackingError,
+    TrackingRecorder,
+    load_tracking_file,
+    make_source,
+)
 from lara_g1.teleop.sources.avp import AvpSource, convert_update
 from lara_g1.teleop.sources.hand_model import hand_skeleton
 from tests.fakes import FakeClock

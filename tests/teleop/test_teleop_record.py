@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from lara_g1.core.config import config_path
-
+from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.samples import LaraSampleDataset
 from lara_g1.lara.data.validate import validate_dataset
-from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.evaluation import load_tasks
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
-from lara_g1.core.embodiment import load_embodiment
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.control import ControlConfig
 from lara_g1.robot.safety import Phase, SafetyFilter
@@ -21,7 +21,6 @@ from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.session import RecordSession, SessionConfig, SessionError, SessionOutcome, TeleopControl
 from lara_g1.teleop.sources import SyntheticSource
 from tests.fakes import FakeClock, FakeRobot
-
 
 # Quicker than configs/control/default.yaml (ramp-in 2 s, fade 2 s), within the filter's bounds.
 SAFETY = replace(ControlConfig.load("default").safety, ramp_in_s=1.0, fade_s=0.3)

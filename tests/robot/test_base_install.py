@@ -86,3 +86,26 @@ def test_client_round_trip_against_the_main_venvs_server(server_address):
     assert result.actions.shape == (meta["action_horizon"], emb.dim)
     assert np.all(np.isfinite(result.actions))
     assert np.all(result.actions >= emb.lower - 1e-6) and np.all(result.actions <= emb.upper + 1e-6)
+
+
+def test_control_loop_drives_the_fake_robot_from_the_main_venvs_server(server_address):
+    """The robot side's whole control path (client, chunk scheduler, safety filter) in this install:
+    the motors are the fake robot, the policy is lara-serve in another process and venv."""
+    from lara_g1.robot.control import ControlLoop
+    from lara_g1.robot.safety import StopReason
+    from tests.fakes.camera import StaticCamera
+    from tests.fakes.robot import FakeRobot
+    from tests.helpers.control import EMB, PATIENT, client_infer, fast_config
+
+    robot = FakeRobot(EMB.default_pose.copy())
+    client, infer = client_infer(server_address, timeout_s=2.0)
+    cfg = fast_config(**PATIENT)
+    try:
+        result = ControlLoop(robot, StaticCamera(), infer, EMB, cfg).run(duration_s=2.5)
+    finally:
+        client.close()
+    assert result.reason is StopReason.END_OF_DURATION and result.estop is None
+    qs = np.stack([s.q for s in robot.sent])
+    assert len(qs) > 100 and np.all(np.isfinite(qs))
+    assert np.all(qs >= EMB.lower - 1e-6) and np.all(qs <= EMB.upper + 1e-6)
+    assert result.infer_rtt_ms_p50 is not None           # chunks came back from the server

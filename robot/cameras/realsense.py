@@ -3,7 +3,7 @@
 Live: serial number, resolution and fps from config (default 640x480 at 30). From a file: a
 ``.db3``/``.bag`` recording played back through the same pipeline (``enable_device_from_file``)
 at its recorded resolution, in real time or (``realtime: false``) every frame in order; that is
-also how the driver is exercised without a D455 (tests/test_cameras.py records one with
+also how the driver is exercised without a D455 (tests/robot/test_cameras.py records one with
 ``rs.software_device`` + ``rs.recorder``).
 """
 from __future__ import annotations

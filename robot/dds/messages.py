@@ -5,7 +5,7 @@ type names and field layouts of Unitree's IDL (unitree_sdk2 ``idl/hg`` and ``idl
 ``cyclonedds.idl`` dataclasses. They work unchanged with the ``cyclonedds`` 11 wheel used on
 development machines and with ``cyclonedds==0.10.x`` on the robot-facing Python 3.10 process
 (see docs/ROBOT.md), and they serialise to the same bytes as ``unitree_sdk2py``'s generated
-classes (checked in tests/test_dds_messages.py whenever unitree_sdk2py is importable).
+classes (checked in tests/robot/test_dds_messages.py whenever unitree_sdk2py is importable).
 
 Our own types (``lara_g1::msg::...``) carry what Unitree has no topic for: the custom head
 mount, the simulated head camera and the simulator's control channel.
@@ -190,7 +190,7 @@ class SimReply_(idl.IdlStruct, typename="lara_g1.msg.SimReply_"):
 # rt/lowstate arrives at up to 500 Hz and rt/arm_sdk goes out at 100-250 Hz; cyclonedds' generic
 # Python (de)serialiser needs 0.5-2.5 ms per LowState_ on these machines, a large share of a core
 # at those rates. For little-endian CDR with a header, these two final structs are packed with
-# `struct` instead (identical bytes, checked against the generic path in tests/test_dds_messages.py);
+# `struct` instead (identical bytes, checked against the generic path in tests/robot/test_dds_messages.py);
 # anything else (XCDR2, big-endian, a caller's buffer, no header) goes the generic way.
 import struct as _struct  # noqa: E402
 

@@ -162,7 +162,9 @@ def test_camera_stall_counts_dropped_frames_and_keeps_the_time_base(tmp_path):
     writers[0].close()
     ep = report.episodes[0]
     assert ep.frames == 45
-    assert 10 <= ep.dropped <= 17                   # ~0.5 s of 30 fps minus the 1.5-period grace
+    # ~0.5 s of 30 fps minus the 1.5-period grace; a recorder that fell behind on a loaded machine
+    # also drops the frames of its late ticks, which the report counts apart
+    assert 10 <= ep.dropped <= 17 + ep.late
     ds = LeRobotDataset(tmp_path / "ds")
     np.testing.assert_allclose(ds.episode(0).timestamps, np.arange(45) / 30, atol=1e-4)
 

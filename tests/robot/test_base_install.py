@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import pytest
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.policies import policy_for_task
 from lara_g1.runtime.client import PolicyClient
+from tests.helpers.serve import lara_serve
 
 BASE_ONLY = os.environ.get("LARA_BASE_INSTALL") == "1"
 SERVER_PYTHON = os.environ.get("LARA_SERVER_PYTHON", sys.executable)
@@ -46,33 +45,11 @@ def test_robot_side_commands_start(command):
     assert r.stdout.startswith("usage: " + command[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_address():
     """The bundled pick-and-place policy served by lara-serve (ort, one thread) of the main venv."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    proc = subprocess.Popen([SERVER_PYTHON, "-m", "lara_g1.runtime.cli", "--policy", str(policy_for_task("pick_place")),
-                             "--engine", "ort", "--threads", "1", "--bind", address, "--dashboard", "off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        with PolicyClient(address, timeout_s=1.0) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, f"lara-serve exited: {proc.stderr.read()}"
-                try:
-                    client.ping()
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline, "lara-serve did not answer within 60 s"
+    with lara_serve(policy_for_task("pick_place"), "ort", args=["--threads", "1"], python=SERVER_PYTHON) as (_, address):
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_client_round_trip_against_the_main_venvs_server(server_address):

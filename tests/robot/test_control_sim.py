@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,15 +34,10 @@ from lara_g1.robot.g1 import G1Config, G1Robot
 from lara_g1.robot.safety import StopReason
 from lara_g1.robot.sim.process import SimProcess
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
+from tests.helpers.serve import free_port, lara_serve
 
 DOMAIN = random.randint(100, 230)
 SIM_CFG = G1Config.load("sim").replace(domain_id=DOMAIN)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ArmSdkRecorder:
@@ -109,31 +103,9 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def serve(bundle, tmp_path_factory):
     """A real lara-serve subprocess (torch engine); yields (process, address)."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "lara_g1.runtime.cli", "--policy", str(bundle), "--engine", "torch",
-                             "--bind", address, "--dashboard", "off"], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    from lara_g1.runtime.client import PolicyClient, ServerTimeout
-
-    with PolicyClient(address, timeout_s=0.5) as client:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "lara-serve exited during start-up"
-            try:
-                client.ping()
-                break
-            except ServerTimeout:
-                assert time.monotonic() < deadline, "lara-serve did not start"
-    yield proc, address
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:       # lara-serve's own shutdown is not under test here
-            proc.kill()
-            proc.wait(5)
-    log.close()
+    with open(tmp_path_factory.mktemp("serve") / "serve.log", "w+") as log, \
+            lara_serve(bundle, "torch", log=log, env={**os.environ, "OMP_NUM_THREADS": "1"}) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

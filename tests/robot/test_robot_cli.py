@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import termios
 import time
 
@@ -13,12 +12,7 @@ import pytest
 from lara_g1.robot.cli import main
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
 from lara_g1.robot.safety import EStop, EStopSource
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.serve import free_port
 
 
 def test_unknown_control_config_is_named(capsys):

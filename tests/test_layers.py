@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.installs import NOT_IN_BASE
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("core", "configs", "lara", "policy_export", "runtime", "robot", "teleop", "apps")
 RANK = {"core": 0, "configs": 0, "lara": 1, "policy_export": 2, "runtime": 3, "robot": 4, "teleop": 5, "apps": 6}
 
-# What the base install (`pip install lara-g1`, the robot PC) must never import.
-HEAVY = ("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "mujoco", "av", "pyarrow", "safetensors")
 # The robot side: the entry points of lara-robot, lara-teleop, the policy client and the dashboards.
 ROBOT_SIDE = ("lara_g1.robot.cli", "lara_g1.teleop.cli", "lara_g1.runtime.client", "lara_g1.robot.dashboard.app",
               "lara_g1.robot.control", "lara_g1.robot.g1", "lara_g1.robot.hands", "lara_g1.robot.head",
@@ -99,7 +99,7 @@ def test_a_folder_imported_by_its_bare_name_says_what_to_import():
 def test_the_robot_side_imports_no_training_export_or_sim_stack():
     code = ("import importlib, sys\n"
             f"for m in {ROBOT_SIDE!r}: importlib.import_module(m)\n"
-            f"print(sorted(k for k in sys.modules if k.split('.')[0] in {HEAVY!r}))")
+            f"print(sorted(k for k in sys.modules if k.split('.')[0] in {NOT_IN_BASE!r}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]", f"the robot side imported {r.stdout.strip()}"
 

@@ -33,9 +33,15 @@ if [ ! -x .venv-robot310/bin/python ]; then
 fi
 R=.venv-robot310/bin/python
 $R -m pip install --quiet --upgrade pip
-# The base install from a wheel (not editable), as on the robot PC, plus the test tools.
-$R -m pip install --quiet --force-reinstall --no-deps .
-$R -m pip install --quiet . "cyclonedds==0.10.5" pytest pytest-timeout far-unitree-sdk
+# The base install from a wheel (not editable), as on the robot PC, plus the test tools. The wheel
+# is built once; --force-reinstall puts this checkout's code in place of an earlier build of the
+# same version.
+WHEELS=$(mktemp -d)
+trap 'rm -rf "$WHEELS"' EXIT
+$R -m pip wheel --quiet --no-deps -w "$WHEELS" .
+WHEEL=$(ls "$WHEELS"/lara_g1-*.whl)
+$R -m pip install --quiet "$WHEEL" "cyclonedds==0.10.5" pytest pytest-timeout far-unitree-sdk
+$R -m pip install --quiet --force-reinstall --no-deps "$WHEEL"
 # unitree_sdk2py (the robot extra) to compare our DDS messages and CRC with; --no-deps: the package
 # declares opencv-python but never imports it.
 $R -m pip install --quiet --no-deps unitree-sdk2py-dimos

@@ -109,10 +109,14 @@ def _split_heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, heads, head_dim).transpose(1, 2)
 
 
-def _attend(attn: Attention, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``Attention.forward`` with the keys and values already projected and split into heads."""
+def _attend(attn: Attention, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            key_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``Attention.forward`` with the keys and values already projected and split into heads;
+    ``key_bias [B, 1, 1, N]`` is added to the scores (the pad mask)."""
     q = _split_heads(attn.to_q(x), attn.heads, attn.head_dim)
     scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(attn.head_dim))
+    if key_bias is not None:
+        scores = scores + key_bias
     out = torch.matmul(torch.softmax(scores, dim=-1), v)
     return attn.to_out(out.transpose(1, 2).reshape(x.shape[0], -1, attn.heads * attn.head_dim))
 
@@ -130,6 +134,7 @@ class DeployedActionHead(nn.Module):
         self.steps = int(cfg.denoising_steps)
         self.horizon = int(cfg.horizon)
         self.width = int(cfg.width)
+        self.masked = bool(cfg.mask_vl_padding)
         buckets = euler_buckets(self.steps, cfg.num_timestep_buckets)
 
         self.state_encoder = _DeployedMLP(head.state_encoder, embodiment_id)
@@ -147,6 +152,8 @@ class DeployedActionHead(nn.Module):
             tau = sinusoidal_embedding(t, enc.width)                       # [steps, width]
             self.register_buffer("action_step_bias", (tau @ w2[enc.width:] + b2)[:, None, None, :].clone())
             self.register_buffer("positions", head.position_embedding.weight.detach()[: self.horizon].clone())
+            future = head.future_tokens.weight.detach() if head.future_tokens is not None else torch.zeros(0, self.width)
+            self.register_buffer("future_tokens", future.clone())
             temb = F.silu(head.dit.timestep_encoder(t))                     # [steps, width]
             mods = [blk.norm1.to_scale_shift(temb).chunk(2, dim=-1) for blk in self.blocks]   # (scale, shift)
             self.register_buffer("block_scale", torch.stack([1 + m[0] for m in mods], 1)[:, :, None, None, :].clone())
@@ -158,8 +165,14 @@ class DeployedActionHead(nn.Module):
 
     def forward(self, vl_features: torch.Tensor, state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dt = self.compute_dtype
-        context = vl_features.to(dt)
+        context, key_bias = vl_features.to(dt), None
+        if self.masked:  # the pad mask travels as the last channel (lara.model.policy.pack_vl)
+            context, mask = context[..., :-1], context[..., -1]
+            key_bias = ((1.0 - mask) * torch.finfo(dt).min)[:, None, None, :]
         state_token = self.state_encoder(state.to(dt).unsqueeze(1))             # [B, 1, W]
+        lead = [state_token]
+        if self.future_tokens.shape[0]:
+            lead.append(self.future_tokens.unsqueeze(0).expand(state.shape[0], -1, -1))
         # cross-attention keys/values: the same for every step
         kv = {i: (_split_heads(blk.attn.to_k(context), blk.attn.heads, blk.attn.head_dim),
                   _split_heads(blk.attn.to_v(context), blk.attn.heads, blk.attn.head_dim))
@@ -168,17 +181,17 @@ class DeployedActionHead(nn.Module):
         for k in range(self.steps):
             a = self.action_w1(actions.to(dt))
             tokens = self.action_w3(F.silu(torch.matmul(a, self.action_w2) + self.action_step_bias[k])) + self.positions
-            x = torch.cat([state_token, tokens], dim=1)
+            x = torch.cat([*lead, tokens], dim=1)
             for i, blk in enumerate(self.blocks):
                 h = F.layer_norm(x, (self.width,), eps=blk.norm1.norm.eps) * self.block_scale[k, i] + self.block_shift[k, i]
                 if blk.cross:
-                    x = x + _attend(blk.attn, h, *kv[i])
+                    x = x + _attend(blk.attn, h, *kv[i], key_bias)
                 else:
                     hk = _split_heads(blk.attn.to_k(h), blk.attn.heads, blk.attn.head_dim)
                     hv = _split_heads(blk.attn.to_v(h), blk.attn.heads, blk.attn.head_dim)
                     x = x + _attend(blk.attn, h, hk, hv)
                 x = x + blk.ff(blk.norm2(x))
             out = F.layer_norm(x, (self.width,), eps=self.dit.norm_out.eps) * self.out_scale[k] + self.out_shift[k]
-            velocity = self.action_decoder(self.dit.proj_out_2(out)[:, 1:])
+            velocity = self.action_decoder(self.dit.proj_out_2(out)[:, -self.horizon:])
             actions = actions + velocity.to(torch.float32) * (1.0 / self.steps)
         return actions

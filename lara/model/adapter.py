@@ -16,8 +16,9 @@ class VLAdapter(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(config.vl_dim, config.adapter_heads)
                                     for _ in range(config.adapter_layers))
 
-    def forward(self, vl_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, vl_tokens: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``vl_tokens [B, N, vl_dim]``; ``key_mask [B, N]`` (1 = token, 0 = pad; None: attend to all)."""
         x = self.norm(vl_tokens)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, key_mask=key_mask)
         return x

@@ -18,6 +18,10 @@ __all__ = ["ConfigError", "PolicyConfig"]   # ConfigError: what a config that ca
 
 Positive = Annotated[int, Field(strict=True, gt=0)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+#: How one joint group of state/action maps to the model's space (docs/POLICY.md, "Normalisation"):
+#: GR00T's four modes. q99 and min_max map [q01, q99] / [min, max] to [-1, 1], mean_std to
+#: zero mean and unit variance, binary to {0, 1} (x > 0.5).
+NormMode = Literal["q99", "min_max", "mean_std", "binary"]
 
 
 # Mutable: building an Eagle backbone stores its transformers config in backbone_hf_config.
@@ -32,6 +36,9 @@ class PolicyConfig(ConfigModel):
     num_timestep_buckets: Positive = 1000
     noise_beta_alpha: float = Field(1.5, gt=0.0)   # training t = (noise_s - Beta(alpha, 1)) / noise_s
     noise_s: float = Field(0.999, gt=0.0, le=1.0)
+    # The DiT's timestep sinusoid divides its log-frequency step by (half - shift): GR00T uses
+    # diffusers' downscale_freq_shift = 1 (ln 1e4 / 127 for 256 features); 0 divides by half.
+    timestep_freq_shift: Annotated[int, Field(ge=0, le=1)] = 0
 
     # observation
     image_size: Positive = 224
@@ -40,8 +47,12 @@ class PolicyConfig(ConfigModel):
     image_mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5], min_length=3, max_length=3)
     image_std: list[Annotated[float, Field(gt=0.0)]] = Field(default_factory=lambda: [0.5, 0.5, 0.5],
                                                              min_length=3, max_length=3)
+    # GR00T crops the centre (this fraction of height and width) before resizing; 1.0: no crop
+    image_crop_scale: float = Field(1.0, gt=0.0, le=1.0)
     default_instruction: NonEmpty = "do the task"
     max_text_len: Positive = 16
+    # per joint group of the embodiment (e.g. left_hand: binary); groups not named use q99
+    normalization: dict[NonEmpty, NormMode] = Field(default_factory=dict)
 
     # padding of the embodiment-specific parts
     max_state_dim: Positive = 64
@@ -75,6 +86,14 @@ class PolicyConfig(ConfigModel):
     hidden_size: Positive = 128          # hidden width of the embodiment-specific MLPs
     max_seq_len: Positive = 1024         # learned action position embeddings
     timestep_embed_dim: Positive = 256
+    # GR00T N1.5: learned tokens between the state token and the action tokens (32); LARA: none
+    num_future_tokens: int = Field(0, strict=True, ge=0)
+    # Pad tokens of the VL sequence are masked out of the adapter's and the DiT's attention.
+    # GR00T masks nothing; at batch 1 its prompts have no pad tokens, so masking matches it there.
+    mask_vl_padding: StrictBool = False
+    # The DiT hidden state the alignment reads, LARA's convention: an index into
+    # [DiT input, output of block 0, ..., output of block L-1] (-3: block L-3, 13 of 16)
+    align_hidden_layer: int = -3
 
     @property
     def width(self) -> int:
@@ -82,9 +101,9 @@ class PolicyConfig(ConfigModel):
         return self.dit_heads * self.dit_head_dim
 
     @property
-    def hidden_block(self) -> int:
-        """The DiT block whose output the alignment loss reads (L-2, 0-based; 14 of 16)."""
-        return max(self.dit_layers - 2, 0)
+    def align_block(self) -> int:
+        """The 0-based DiT block whose output the alignment reads (13 of 16 with -3); -1 = the DiT input."""
+        return self.align_hidden_layer % (self.dit_layers + 1) - 1
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PolicyConfig:
@@ -101,7 +120,10 @@ class PolicyConfig(ConfigModel):
         if self.num_timestep_buckets % self.denoising_steps:
             raise ValueError(f"denoising_steps {self.denoising_steps} must divide num_timestep_buckets "
                              f"{self.num_timestep_buckets} (buckets 0, 250, 500, 750 for 4 steps)")
-        if self.horizon + 1 > self.max_seq_len:
+        if not -(self.dit_layers + 1) <= self.align_hidden_layer <= self.dit_layers:
+            raise ValueError(f"align_hidden_layer {self.align_hidden_layer} is outside the DiT's "
+                             f"{self.dit_layers + 1} hidden states (input + {self.dit_layers} blocks)")
+        if self.horizon > self.max_seq_len:
             raise ValueError(f"horizon {self.horizon} exceeds max_seq_len {self.max_seq_len}")
         if self.timestep_embed_dim % 2:
             raise ValueError(f"timestep_embed_dim must be even, got {self.timestep_embed_dim}")

@@ -1,6 +1,6 @@
 """The diffusion transformer of the action head (GR00T N1.5's DiT).
 
-``L`` blocks over the sequence [state token, H action tokens]; even blocks cross-attend to
+``L`` blocks over the sequence [state token, future tokens (GR00T N1.5), H action tokens]; even blocks cross-attend to
 the VL tokens, odd blocks self-attend. Each block: AdaLayerNorm (timestep scale/shift) ->
 attention -> LayerNorm -> GELU feed-forward. The output layer is another timestep-modulated
 norm and a projection to ``output_dim``.
@@ -31,33 +31,35 @@ class DiTBlock(nn.Module):
                 out.weight.mul_(0.1)
                 out.bias.zero_()
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm1(x, temb)
-        x = x + self.attn(h, context if self.cross else None)
+        x = x + (self.attn(h, context, key_mask=context_mask) if self.cross else self.attn(h))
         return x + self.ff(self.norm2(x))
 
 
 class DiT(nn.Module):
     def __init__(self, width: int, heads: int, head_dim: int, layers: int, output_dim: int,
-                 cross_attention_dim: int, timestep_embed_dim: int = 256):
+                 cross_attention_dim: int, timestep_embed_dim: int = 256, timestep_freq_shift: int = 0):
         super().__init__()
         if heads * head_dim != width:
             raise ValueError(f"DiT width {width} != heads {heads} x head_dim {head_dim}")
-        self.timestep_encoder = TimestepEncoder(timestep_embed_dim, width)
+        self.timestep_encoder = TimestepEncoder(timestep_embed_dim, width, timestep_freq_shift)
         self.blocks = nn.ModuleList(
             DiTBlock(width, heads, head_dim, cross_attention_dim if i % 2 == 0 else None) for i in range(layers))
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.proj_out_1 = nn.Linear(width, 2 * width)
         self.proj_out_2 = nn.Linear(width, output_dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``x [B, S, width]``, ``context [B, N, cross_dim]``, ``timestep i64 [B]`` ->
-        (``[B, S, output_dim]``, per-block outputs ``[B, S, width]``)."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor, timestep: torch.Tensor,
+                context_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``x [B, S, width]``, ``context [B, N, cross_dim]``, ``timestep i64 [B]``, ``context_mask [B, N]``
+        (1 = attend, None = all) -> (``[B, S, output_dim]``, hidden states ``[B, S, width]``: the
+        input, then each block's output, L + 1 in all, as LARA indexes them)."""
         temb = self.timestep_encoder(timestep)
-        hidden = []
+        hidden = [x]
         for block in self.blocks:
-            x = block(x, temb, context)
+            x = block(x, temb, context, context_mask)
             hidden.append(x)
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
         x = self.norm_out(x) * (1 + scale[:, None, :]) + shift[:, None, :]

@@ -12,10 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """``[..., dim]`` sin/cos features of (integer or real) positions ``[...]``: cos first half, sin second."""
+def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0,
+                         freq_shift: int = 0) -> torch.Tensor:
+    """``[..., dim]`` sin/cos features of (integer or real) positions ``[...]``: cos first half, sin second.
+
+    Frequency k is ``exp(-k ln(max_period) / (dim/2 - freq_shift))``: diffusers' ``Timesteps`` with
+    ``flip_sin_to_cos=True, downscale_freq_shift=freq_shift`` (GR00T's DiT timestep uses 1)."""
     half = dim // 2
-    exponent = torch.arange(half, dtype=torch.float32, device=positions.device) * (-math.log(max_period) / half)
+    exponent = torch.arange(half, dtype=torch.float32, device=positions.device) * (
+        -math.log(max_period) / (half - freq_shift))
     angles = positions.to(torch.float32).unsqueeze(-1) * torch.exp(exponent)
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
@@ -72,13 +77,18 @@ class EncoderLayer(nn.Module):
 class TimestepEncoder(nn.Module):
     """Discrete flow bucket -> sinusoidal features -> MLP -> ``[B, width]`` conditioning vector."""
 
-    def __init__(self, embed_dim: int, width: int):
+    def __init__(self, embed_dim: int, width: int, freq_shift: int = 0):
         super().__init__()
         self.embed_dim = embed_dim
+        self.freq_shift = freq_shift
         self.mlp = nn.Sequential(nn.Linear(embed_dim, width), nn.SiLU(), nn.Linear(width, width))
 
+    def features(self, timestep: torch.Tensor) -> torch.Tensor:
+        """The sinusoid fed to the MLP."""
+        return sinusoidal_embedding(timestep, self.embed_dim, freq_shift=self.freq_shift)
+
     def forward(self, timestep: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(timestep, self.embed_dim))
+        return self.mlp(self.features(timestep))
 
 
 class AdaLayerNorm(nn.Module):

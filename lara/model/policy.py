@@ -4,6 +4,10 @@ Inference, as exported: ``vl = backbone_features(pixels, ids, mask)`` once, then
 ``sample(vl, state, embodiment_id, noise)`` = ``denoising_steps`` Euler steps of
 ``velocity``. All tensors are in the normalised, padded space of
 :class:`lara_g1.lara.processing.Preprocessor` (state 64-D, actions 32-D, both in [-1, 1]).
+
+With ``mask_vl_padding`` the VL tensor carries its key mask (1 = token, 0 = pad) as one trailing
+channel, ``[B, N, vl_dim + 1]``: the backbone graph hands one tensor to the head graph in every
+engine, and the head's cross-attention skips the pads (:func:`pack_vl` / :func:`unpack_vl`).
 """
 from __future__ import annotations
 
@@ -17,6 +21,16 @@ from lara_g1.lara.model.config import ConfigError, PolicyConfig
 from lara_g1.lara.model.dit import DiT
 from lara_g1.lara.model.embodiment_mlp import ActionEncoder, EmbodimentMLP
 from lara_g1.lara.model.flow import euler_buckets, interpolate, sample_flow_time, time_to_bucket
+
+
+def pack_vl(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``features [B, N, D]`` and ``mask [B, N]`` -> ``[B, N, D + 1]``, the mask last."""
+    return torch.cat([features, mask.to(features.dtype).unsqueeze(-1)], dim=-1)
+
+
+def unpack_vl(vl: torch.Tensor, masked: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The inverse of :func:`pack_vl` when ``masked``; else ``(vl, None)``."""
+    return (vl[..., :-1], vl[..., -1]) if masked else (vl, None)
 
 
 class ActionHead(nn.Module):
@@ -33,17 +47,27 @@ class ActionHead(nn.Module):
         self.action_encoder = ActionEncoder(e, config.max_action_dim, w)
         self.position_embedding = nn.Embedding(config.max_seq_len, w)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
+        self.future_tokens = None
+        if config.num_future_tokens:
+            self.future_tokens = nn.Embedding(config.num_future_tokens, w)
+            nn.init.normal_(self.future_tokens.weight, std=0.02)
         self.dit = DiT(w, config.dit_heads, config.dit_head_dim, config.dit_layers, config.dit_output_dim,
-                       config.cross_attention_dim, config.timestep_embed_dim)
+                       config.cross_attention_dim, config.timestep_embed_dim, config.timestep_freq_shift)
         self.action_decoder = EmbodimentMLP(e, config.dit_output_dim, config.hidden_size, config.max_action_dim)
 
     def forward(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
-                timestep: torch.Tensor, embodiment_id: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                timestep: torch.Tensor, embodiment_id: torch.Tensor, vl_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The velocity at the H action tokens, and the DiT's hidden states (input + each block)."""
+        horizon = noisy_actions.shape[1]
         state_token = self.state_encoder(state.unsqueeze(1), embodiment_id)                # [B, 1, W]
         action_tokens = self.action_encoder(noisy_actions, timestep, embodiment_id)         # [B, H, W]
-        action_tokens = action_tokens + self.position_embedding.weight[: noisy_actions.shape[1]]
-        out, hidden = self.dit(torch.cat([state_token, action_tokens], dim=1), vl_features, timestep)
-        return self.action_decoder(out[:, 1:], embodiment_id), hidden
+        action_tokens = action_tokens + self.position_embedding.weight[:horizon]
+        tokens = [state_token, action_tokens]
+        if self.future_tokens is not None:  # [state, future, actions]; positions only on the actions
+            tokens.insert(1, self.future_tokens.weight.unsqueeze(0).expand(state.shape[0], -1, -1))
+        out, hidden = self.dit(torch.cat(tokens, dim=1), vl_features, timestep, vl_mask)
+        return self.action_decoder(out[:, -horizon:], embodiment_id), hidden
 
 
 class LaraPolicy(nn.Module):
@@ -78,14 +102,22 @@ class LaraPolicy(nn.Module):
 
     def backbone_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                           attention_mask: torch.Tensor) -> torch.Tensor:
-        """Adapted VL tokens ``[B, N, vl_dim]`` (backbone, then the LayerNorm + self-attention adapter)."""
-        return self.adapter(self.backbone(pixel_values, input_ids, attention_mask))
+        """Adapted VL tokens ``[B, N, vl_dim]`` (backbone, then the LayerNorm + self-attention adapter);
+        with ``mask_vl_padding`` ``[B, N, vl_dim + 1]``, the key mask packed last (:func:`pack_vl`)."""
+        tokens = self.backbone(pixel_values, input_ids, attention_mask)
+        if not self.config.mask_vl_padding:
+            return self.adapter(tokens)
+        # the text tokens come last in both backbones' sequences; anything before them is real
+        lead = torch.ones_like(attention_mask[:, :1]).expand(-1, tokens.shape[1] - attention_mask.shape[1])
+        mask = torch.cat([lead, attention_mask], dim=1)
+        return pack_vl(self.adapter(tokens, key_mask=mask), mask)
 
     def velocity(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
                  timestep: torch.Tensor, embodiment_id: torch.Tensor, return_hidden: bool = False):
         """Predicted flow velocity ``[B, H, max_action_dim]`` at bucket ``timestep i64 [B]``;
-        with ``return_hidden`` also the DiT's per-block outputs (list of ``[B, 1 + H, width]``)."""
-        v, hidden = self.head(vl_features, state, noisy_actions, timestep, embodiment_id)
+        with ``return_hidden`` also the DiT's hidden states (input, then each block's output)."""
+        features, mask = unpack_vl(vl_features, self.config.mask_vl_padding)
+        v, hidden = self.head(features, state, noisy_actions, timestep, embodiment_id, mask)
         return (v, hidden) if return_hidden else v
 
     def flow_loss(self, vl_features: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
@@ -93,8 +125,9 @@ class LaraPolicy(nn.Module):
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Flow-matching MSE over the valid steps (``action_mask [B, H]``) and real action dims.
 
-        Returns ``loss``, ``hidden`` (output of DiT block L-2, ``[B, 1 + H, width]``, for the
-        alignment loss), ``t`` (the sampled flow times) and ``timestep`` (their buckets)."""
+        Returns ``loss``, ``hidden`` (the DiT hidden state ``align_hidden_layer`` selects,
+        ``[B, S, width]``, for the alignment loss), ``t`` (the sampled flow times) and
+        ``timestep`` (their buckets)."""
         cfg = self.config
         # draw on the generator's device (a CPU generator may drive a GPU model), then move
         draw = generator.device if generator is not None else actions.device
@@ -106,7 +139,7 @@ class LaraPolicy(nn.Module):
         mask = action_mask.to(v.dtype).unsqueeze(-1) * self.action_dim_mask
         err = (v - (actions - noise)).pow(2) * mask
         loss = err.sum() / mask.sum().clamp(min=1.0)
-        return {"loss": loss, "hidden": hidden[cfg.hidden_block], "t": t, "timestep": timestep}
+        return {"loss": loss, "hidden": hidden[cfg.align_hidden_layer], "t": t, "timestep": timestep}
 
     def sample(self, vl_features: torch.Tensor, state: torch.Tensor, embodiment_id: torch.Tensor,
                noise: torch.Tensor) -> torch.Tensor:

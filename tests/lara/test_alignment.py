@@ -65,12 +65,20 @@ def test_alignment_loss_is_one_minus_cosine():
     assert torch.allclose(alignment_loss(-p, z), torch.tensor(1.5))  # (2 + 1) / 2
 
 
-def test_alignment_reads_the_last_action_token_of_block_l_minus_2(config, batch):
+def test_alignment_reads_the_last_action_token_of_block_l_minus_3(config, batch):
     policy, lam, align = _modules(config)
     vl = policy.backbone_features(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
     out = policy.flow_loss(vl, batch["state"], batch["actions"], batch["action_mask"],
                            batch["embodiment_id"], generator=torch.Generator().manual_seed(0))
-    assert config.hidden_block == config.dit_layers - 2
+    # LARA's all_hidden_states[-3]: the list starts with the DiT's input, so block L-3 (0-based)
+    assert config.align_hidden_layer == -3 and config.align_block == config.dit_layers - 3
+    blocks = []
+    hooks = [b.register_forward_hook(lambda m, i, o: blocks.append(o)) for b in policy.head.dit.blocks]
+    policy.flow_loss(vl, batch["state"], batch["actions"], batch["action_mask"],
+                     batch["embodiment_id"], generator=torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    assert torch.equal(out["hidden"], blocks[config.align_block])
     assert out["hidden"].shape == (B, 1 + config.horizon, config.width)
     proj = align(out["hidden"])
     assert proj.shape == (B, 256)
@@ -88,10 +96,10 @@ def test_alignment_gradient_reaches_the_lam_mformer(config, batch):
     assert _grad_sum(lam.mformer) > 0  # z is not detached: the alignment trains the LAM
     assert _grad_sum(lam.down_resampler) > 0
     assert _grad_sum(align) > 0
-    assert _grad_sum(policy.head.dit.blocks[config.hidden_block]) > 0
-    # nothing downstream of z's quantisation or above block L-2 is touched by it
+    assert _grad_sum(policy.head.dit.blocks[config.align_block]) > 0
+    # nothing downstream of z's quantisation or above block L-3 is touched by it
     assert _grad_sum(lam.decoder) == 0 and _grad_sum(lam.quantizer) == 0
-    assert _grad_sum(policy.head.dit.blocks[config.hidden_block + 1]) == 0
+    assert _grad_sum(policy.head.dit.blocks[config.align_block + 1]) == 0
     assert all(p.grad is None for p in lam.encoder.parameters())  # frozen ViT-MAE
 
 

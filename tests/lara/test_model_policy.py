@@ -48,7 +48,8 @@ def test_every_preset_head_runs_shape_checked_on_meta(preset):
         v, hidden = head(vl, torch.empty(2, cfg.max_state_dim), torch.empty(2, cfg.horizon, cfg.max_action_dim),
                          torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
     assert v.shape == (2, cfg.horizon, cfg.max_action_dim)
-    assert len(hidden) == cfg.dit_layers and hidden[cfg.hidden_block].shape == (2, 1 + cfg.horizon, cfg.width)
+    seq = 1 + cfg.num_future_tokens + cfg.horizon
+    assert len(hidden) == cfg.dit_layers + 1 and hidden[cfg.align_hidden_layer].shape == (2, seq, cfg.width)
 
 
 def test_presets_load_validate_and_apply_overrides():
@@ -83,7 +84,7 @@ def test_velocity_shapes_hidden_states_and_conditioning():
     with torch.no_grad():
         v, hidden = policy.velocity(vl, state, noisy, t, eid, return_hidden=True)
         assert v.shape == (2, cfg.horizon, 32) and v.dtype == torch.float32
-        assert len(hidden) == cfg.dit_layers and all(h.shape == (2, 1 + cfg.horizon, cfg.width) for h in hidden)
+        assert len(hidden) == cfg.dit_layers + 1 and all(h.shape == (2, 1 + cfg.horizon, cfg.width) for h in hidden)
         assert torch.equal(policy.velocity(vl, state, noisy, t, eid), v)
         # each input conditions the output
         for changed in ((vl + 1, state, noisy, t, eid), (vl, state + 1, noisy, t, eid),

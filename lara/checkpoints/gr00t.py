@@ -1,0 +1,195 @@
+"""GR00T-family checkpoints: which lara-g1 config and which tensor each checkpoint tensor becomes.
+
+One :class:`Family` per checkpoint family (``model_type`` in config.json): its config
+translation and its key map. GR00T N1.5 and the LARA release (GR00T N1.5 + LARA) share
+``gr00t_n1_5``; the variant is told apart by its keys. What differs from lara-g1's own
+layout, and how each difference is carried (docs/IMPORT.md has the table):
+
+- names: ``action_head.model.transformer_blocks.i.attn1.to_out.0`` -> ``head.dit.blocks.i.attn.to_out`` ...
+- the action encoder's sinusoid is [sin, cos] in GR00T and [cos, sin] here: the two halves of
+  W2's timestep rows are swapped;
+- the DiT's feed-forward LayerNorm has no affine parameters in GR00T: weight 1, bias 0 here;
+- the timestep sinusoid (``timestep_freq_shift`` 1), the future tokens (``num_future_tokens``)
+  and the alignment read-out (``align_hidden_layer``) are config fields;
+- embodiment rows: the checkpoint row chosen for the G1 and the G1's row swap places, so
+  every pre-trained row is kept.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lara_g1.lara.checkpoints.hf import CheckpointError, HFCheckpoint
+
+HEAD = "action_head."
+LAM_PREFIX = "action_head.latent_motion_tokenizer."
+ALIGN_PREFIX = "action_head.pred_latent_motion_head."
+BACKBONE_PREFIX = "backbone."
+
+# GR00T N1.5 action head -> LaraPolicy state_dict names (applied in order, first match wins)
+_HEAD_RULES: list[tuple[str, str]] = [
+    (r"action_head\.vlln\.(weight|bias)", r"adapter.norm.\1"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.norm1\.(weight|bias)", r"adapter.layers.\1.norm1.\2"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.norm3\.(weight|bias)", r"adapter.layers.\1.norm2.\2"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.attn1\.to_([qkv])\.(weight|bias)",
+     r"adapter.layers.\1.attn.to_\2.\3"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.attn1\.to_out\.0\.(weight|bias)",
+     r"adapter.layers.\1.attn.to_out.\2"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.ff\.net\.0\.proj\.(weight|bias)",
+     r"adapter.layers.\1.ff.0.\2"),
+    (r"action_head\.vl_self_attention\.transformer_blocks\.(\d+)\.ff\.net\.2\.(weight|bias)", r"adapter.layers.\1.ff.2.\2"),
+    (r"action_head\.model\.transformer_blocks\.(\d+)\.norm1\.linear\.(weight|bias)",
+     r"head.dit.blocks.\1.norm1.to_scale_shift.\2"),
+    (r"action_head\.model\.transformer_blocks\.(\d+)\.attn1\.to_([qkv])\.(weight|bias)", r"head.dit.blocks.\1.attn.to_\2.\3"),
+    (r"action_head\.model\.transformer_blocks\.(\d+)\.attn1\.to_out\.0\.(weight|bias)", r"head.dit.blocks.\1.attn.to_out.\2"),
+    (r"action_head\.model\.transformer_blocks\.(\d+)\.ff\.net\.0\.proj\.(weight|bias)", r"head.dit.blocks.\1.ff.0.\2"),
+    (r"action_head\.model\.transformer_blocks\.(\d+)\.ff\.net\.2\.(weight|bias)", r"head.dit.blocks.\1.ff.2.\2"),
+    (r"action_head\.model\.timestep_encoder\.timestep_embedder\.linear_1\.(weight|bias)",
+     r"head.dit.timestep_encoder.mlp.0.\1"),
+    (r"action_head\.model\.timestep_encoder\.timestep_embedder\.linear_2\.(weight|bias)",
+     r"head.dit.timestep_encoder.mlp.2.\1"),
+    (r"action_head\.model\.proj_out_([12])\.(weight|bias)", r"head.dit.proj_out_\1.\2"),
+    (r"action_head\.(state_encoder|action_decoder)\.layer([12])\.W", r"head.\1.layer\2.weight"),
+    (r"action_head\.(state_encoder|action_decoder)\.layer([12])\.b", r"head.\1.layer\2.bias"),
+    (r"action_head\.action_encoder\.W([123])\.W", r"head.action_encoder.w\1.weight"),
+    (r"action_head\.action_encoder\.W([123])\.b", r"head.action_encoder.w\1.bias"),
+    (r"action_head\.position_embedding\.weight", r"head.position_embedding.weight"),
+    (r"action_head\.future_tokens\.weight", r"head.future_tokens.weight"),
+]
+_COMPILED = [(re.compile(p + "$"), r) for p, r in _HEAD_RULES]
+# embodiment-specific tensors: first dimension = embodiment rows
+_PER_EMBODIMENT = re.compile(r"head\.(state_encoder|action_decoder|action_encoder)\.")
+# parameters with no GR00T counterpart and the constant that reproduces GR00T
+_DIT_FF_NORM = re.compile(r"head\.dit\.blocks\.\d+\.norm2\.(weight|bias)$")
+
+
+def head_key(name: str) -> str | None:
+    """The LaraPolicy name of a GR00T action-head tensor (None: not an action-head weight)."""
+    for pattern, repl in _COMPILED:
+        if pattern.match(name):
+            return pattern.sub(repl, name)
+    return None
+
+
+def swap_timestep_halves(w2: torch.Tensor, width: int) -> torch.Tensor:
+    """W2 ``[E, 2*width, width]``: GR00T's timestep rows multiply [sin | cos]; ours [cos | sin]."""
+    half = width // 2
+    return torch.cat([w2[:, :width], w2[:, width + half:], w2[:, width: width + half]], dim=1)
+
+
+@dataclass
+class Translation:
+    """What a checkpoint becomes: the config fields, the variant and where each tensor goes."""
+
+    variant: str                      # "gr00t_n1_5" or "lara"
+    fields: dict[str, Any]            # PolicyConfig fields (without the backbone's)
+    num_embodiments: int
+    source_row: int                   # the checkpoint row that becomes the G1's row
+    notes: list[str] = field(default_factory=list)
+
+
+def _get(cfg: dict[str, Any], path: str, source: str) -> Any:
+    node: Any = cfg
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise CheckpointError(f"{source}: config.json has no {path!r}")
+        node = node[part]
+    return node
+
+
+def _require(value: Any, expected: Any, what: str, source: str) -> None:
+    if value != expected:
+        raise CheckpointError(f"{source}: {what} is {value!r}; lara-g1 imports only {expected!r}")
+
+
+class Gr00tN15:
+    """GR00T N1.5 and the LARA release (``model_type`` ``gr00t_n1_5``)."""
+
+    model_type = "gr00t_n1_5"
+    #: the row GR00T fine-tuning uses for a new robot, per variant
+    NEW_EMBODIMENT_ROW = {"gr00t_n1_5": 31, "lara": 40}
+
+    @classmethod
+    def translate(cls, ckpt: HFCheckpoint, row: int | None) -> Translation:
+        src = str(ckpt.path / "config.json")
+        cfg = ckpt.config
+        _require(cfg.get("model_type"), cls.model_type, "model_type", src)
+        head = _get(cfg, "action_head_cfg", src)
+        dit = _get(head, "diffusion_model_cfg", src)
+        vlsa = _get(head, "vl_self_attention_cfg", src)
+        _require(dit.get("norm_type"), "ada_norm", "action_head_cfg.diffusion_model_cfg.norm_type", src)
+        _require(bool(dit.get("interleave_self_attention")), True, "interleave_self_attention", src)
+        _require(dit.get("positional_embeddings"), None, "diffusion_model_cfg.positional_embeddings", src)
+        _require(vlsa.get("positional_embeddings"), None, "vl_self_attention_cfg.positional_embeddings", src)
+        _require(bool(head.get("use_vlln", True)), True, "action_head_cfg.use_vlln", src)
+        _require(bool(head.get("add_pos_embed", True)), True, "action_head_cfg.add_pos_embed", src)
+        _require(float(head.get("noise_beta_beta", 1.0)), 1.0, "action_head_cfg.noise_beta_beta", src)
+        _require(_get(cfg, "backbone_cfg", src).get("project_to_dim"), None, "backbone_cfg.project_to_dim", src)
+
+        names = set(ckpt.tensors)
+        lara = any(n.startswith(ALIGN_PREFIX) for n in names)
+        variant = "lara" if lara else "gr00t_n1_5"
+        w1 = "action_head.action_encoder.W1.W"
+        if w1 not in names:
+            raise CheckpointError(f"{ckpt.path}: no {w1!r}: not a GR00T N1.5 checkpoint (its action head is missing)")
+        rows = ckpt.shape(w1)[0]
+        width = int(dit["num_attention_heads"]) * int(dit["attention_head_dim"])
+        if int(head["input_embedding_dim"]) != width:
+            raise CheckpointError(f"{src}: input_embedding_dim {head['input_embedding_dim']} != DiT heads x head_dim "
+                                  f"{width}")
+        vl_dim = int(head["backbone_embedding_dim"])
+        if int(vlsa["num_attention_heads"]) * int(vlsa["attention_head_dim"]) != vl_dim:
+            raise CheckpointError(f"{src}: vl_self_attention heads x head_dim != backbone_embedding_dim {vl_dim}")
+        future = "action_head.future_tokens.weight"
+        fields: dict[str, Any] = {
+            "horizon": int(head["action_horizon"]),
+            "denoising_steps": int(head["num_inference_timesteps"]),
+            "num_timestep_buckets": int(head["num_timestep_buckets"]),
+            "noise_beta_alpha": float(head["noise_beta_alpha"]),
+            "noise_s": float(head["noise_s"]),
+            "timestep_freq_shift": 1,
+            "timestep_embed_dim": ckpt.shape("action_head.model.timestep_encoder.timestep_embedder.linear_1.weight")[1],
+            "max_state_dim": int(head["max_state_dim"]),
+            "max_action_dim": int(head["max_action_dim"]),
+            "num_embodiments": rows,
+            "vl_dim": vl_dim,
+            "cross_attention_dim": int(dit["cross_attention_dim"]),
+            "adapter_layers": int(vlsa["num_layers"]),
+            "adapter_heads": int(vlsa["num_attention_heads"]),
+            "dit_layers": int(dit["num_layers"]),
+            "dit_heads": int(dit["num_attention_heads"]),
+            "dit_head_dim": int(dit["attention_head_dim"]),
+            "dit_output_dim": int(dit["output_dim"]),
+            "hidden_size": int(head["hidden_size"]),
+            "max_seq_len": ckpt.shape("action_head.position_embedding.weight")[0],
+            "num_future_tokens": ckpt.shape(future)[0] if future in names else 0,
+            "mask_vl_padding": True,
+            "image_crop_scale": 0.95,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "tune_backbone": False,
+        }
+        if lara:
+            fields["align_hidden_layer"] = int(head.get("latent_motion_hidden_layer", -3))
+        if row is None:
+            row = cls.NEW_EMBODIMENT_ROW[variant]
+        if not 0 <= row < rows:
+            raise CheckpointError(f"--row {row} is outside the checkpoint's {rows} embodiment rows")
+        notes = [f"{variant}: {rows} embodiment rows; checkpoint row {row} becomes the G1's row"]
+        if fields["num_future_tokens"]:
+            notes.append(f"{fields['num_future_tokens']} future tokens")
+        return Translation(variant, fields, rows, row, notes)
+
+
+FAMILIES = {Gr00tN15.model_type: Gr00tN15}
+
+
+def family_of(ckpt: HFCheckpoint):
+    model_type = ckpt.config.get("model_type")
+    if model_type not in FAMILIES:
+        raise CheckpointError(f"{ckpt.path / 'config.json'}: model_type {model_type!r}; lara-import gr00t reads "
+                              f"{sorted(FAMILIES)}")
+    return FAMILIES[model_type]

@@ -165,6 +165,7 @@ class PolicyBundle:
     model_id: str
     instructions: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = field(default=None, repr=False)   # the transformers tokenizer (Eagle backbone)
 
     @property
     def device(self) -> torch.device:
@@ -307,7 +308,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> PolicyB
     instructions = raw.get("instructions") or [config.default_instruction]
     return PolicyBundle(path=path, config=config, policy=policy, stats=stats,
                         preprocessor=Preprocessor(config, stats, tokenizer), model_id=str(raw["model_id"]),
-                        instructions=list(instructions), extra=dict(raw.get("extra") or {}))
+                        instructions=list(instructions), extra=dict(raw.get("extra") or {}), tokenizer=tokenizer)
 
 
 def create_random_bundle(path: str | Path, preset: str = "tiny", seed: int = 0, **overrides: Any) -> Path:

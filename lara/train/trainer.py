@@ -135,6 +135,7 @@ class _Modules:
     policy: nn.Module | None
     lam: LatentActionModel | None
     align: AlignmentHead | None
+    tokenizer: Any = None  # the --init bundle's transformers tokenizer (Eagle backbone)
 
 
 def _build_modules(s: TrainSettings) -> _Modules:
@@ -175,8 +176,9 @@ def _build_modules(s: TrainSettings) -> _Modules:
         overrides = {"encoder": s.lam_encoder} if s.lam_encoder else {}
         lam = LatentActionModel(LamConfig.from_preset(s.preset, **overrides))
 
+    tokenizer = init_bundle.tokenizer if init_bundle is not None else None
     if s.stage == "lam":
-        return _Modules(config, None, lam, None)
+        return _Modules(config, None, lam, None, tokenizer)
 
     policy = init_bundle.policy if init_bundle is not None else _new_policy(config)
     align = None
@@ -184,7 +186,7 @@ def _build_modules(s: TrainSettings) -> _Modules:
         align = AlignmentHead(config.width, lam.config.latent_size)
         if lam_source is not None and (lam_source / ALIGNMENT_FILE).is_file():
             load_alignment(align, lam_source)
-    return _Modules(config, policy, lam, align)
+    return _Modules(config, policy, lam, align, tokenizer)
 
 
 def _new_policy(config) -> nn.Module:
@@ -238,6 +240,23 @@ def _count(module: nn.Module | None, trainable: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
+def parameter_report(m: _Modules) -> str:
+    """One line: the trainable parameters and what is frozen (the backbone, a frozen LAM)."""
+    policy = m.policy
+    parts = []
+    if policy is not None:
+        backbone = _count(policy.backbone)
+        frozen = backbone - _count(policy.backbone, trainable=True)
+        parts.append(f"policy {_count(policy, True):,}" + (f" (backbone frozen: {frozen:,} not trained)"
+                                                            if frozen else ""))
+    if m.lam is not None:
+        parts.append(f"LAM {_count(m.lam, True):,} of {_count(m.lam):,}")
+    if m.align is not None:
+        parts.append(f"alignment {_count(m.align, True):,}")
+    total = sum(_count(x, True) for x in (policy, m.lam, m.align))
+    return f"{total:,} trainable parameters: " + ", ".join(parts)
+
+
 def train(settings: TrainSettings) -> Path:
     """Run one training stage; returns ``settings.out`` (the bundle or LAM directory)."""
     s = settings
@@ -267,7 +286,7 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     stats = None
     if m.policy is not None:
         stats = NormStats.from_dict(dataset.stats, m.policy.embodiment.dim)
-        preprocessor = Preprocessor(m.config, stats)
+        preprocessor = Preprocessor(m.config, stats, m.tokenizer)
 
     objective = JointObjective(m.policy, m.lam, m.align,
                                LossWeights(align=s.align_weight, lam=s.lam_weight),
@@ -275,6 +294,8 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     optimizer = build_optimizer(objective, s.lr, s.weight_decay)
     scheduler = build_scheduler(optimizer, s.steps, s.warmup_ratio)
     trainable = [p for p in objective.parameters() if p.requires_grad]
+    if ctx.is_main:
+        print(f"lara-train: {parameter_report(m)}", flush=True)
 
     start = 0
     if s.resume and existing:
@@ -368,7 +389,7 @@ def _write_outputs(s: TrainSettings, m: _Modules, stats, instructions: list[str]
         from lara_g1.lara.bundle import save_bundle
 
         m.policy.eval()
-        save_bundle(s.out, m.policy, m.config, stats, lam=m.lam, instructions=instructions,
+        save_bundle(s.out, m.policy, m.config, stats, lam=m.lam, instructions=instructions, tokenizer=m.tokenizer,
                     extra={"training": {k: summary[k] for k in ("stage", "settings", "parameters")}})
     elif m.lam is not None:
         save_lam(m.lam, s.out / LAM_DIR)

@@ -14,6 +14,7 @@ from lara_g1.lara.processing import (
     ObservationError,
     Preprocessor,
     StatsError,
+    center_crop,
     resize_bilinear,
 )
 
@@ -128,3 +129,43 @@ def test_limit_stats_map_the_joint_range_onto_unit_interval():
     np.testing.assert_allclose(norm[:, :28], [[-1] * 28, [1] * 28], atol=1e-6)
     np.testing.assert_allclose(pre.postprocess(np.zeros((8, 32), np.float32)), np.tile((G1.lower + G1.upper) / 2, (8, 1)),
                                atol=1e-6)
+
+
+def test_normalisation_modes_per_joint_group_follow_gr00t():
+    """GR00T's modes per group: q99 (default), min_max, mean_std, binary; each inverts."""
+    cfg = PolicyConfig.from_preset("tiny", normalization={"left_arm": "min_max", "right_arm": "mean_std",
+                                                          "left_hand": "binary"})
+    pre = Preprocessor(cfg, _stats())
+    st = pre.stats.action
+    x = np.array(G1.default_pose, np.float32) + 0.1
+    x[14:20] = [0.2, 0.7, 0.5, 0.9, 0.0, 1.0]          # left hand: open fractions
+    y = pre.normalize_actions(x)[:28]
+    la, ra, lh, rh = slice(0, 7), slice(7, 14), slice(14, 20), slice(20, 26)
+    np.testing.assert_allclose(y[la], np.clip(2 * (x[la] - st.min[la]) / (st.max[la] - st.min[la]) - 1, -1, 1),
+                               rtol=1e-6)
+    np.testing.assert_allclose(y[ra], (x[ra] - st.mean[ra]) / st.std[ra], rtol=1e-5)
+    np.testing.assert_array_equal(y[lh], [0, 1, 0, 1, 0, 1])
+    np.testing.assert_allclose(y[rh], np.clip(2 * (x[rh] - st.q01[rh]) / (st.q99[rh] - st.q01[rh]) - 1, -1, 1),
+                               rtol=1e-6)
+    back = pre.postprocess(np.pad(y, (0, 4))[None])[0]
+    np.testing.assert_allclose(back[la], x[la], atol=1e-5)
+    np.testing.assert_allclose(back[ra], x[ra], atol=1e-5)     # mean_std is not clipped
+    np.testing.assert_array_equal(back[lh], [0, 1, 0, 1, 0, 1])
+    # a mode for a group the embodiment does not have is refused, naming it
+    bad = PolicyConfig.from_preset("tiny", normalization={"torso": "q99"})
+    with pytest.raises(StatsError, match=r"\['torso'\].*left_arm"):
+        Preprocessor(bad, _stats())
+
+
+def test_center_crop_keeps_the_middle_as_torchvision_does():
+    img = np.arange(480 * 640 * 3, dtype=np.int64).reshape(480, 640, 3).astype(np.uint8)
+    out = center_crop(img, 0.95)
+    assert out.shape == (456, 608, 3)                  # int(480 * .95), int(640 * .95)
+    assert np.array_equal(out, img[12:468, 16:624])    # round((480 - 456) / 2), round((640 - 608) / 2)
+    assert center_crop(img, 1.0) is img
+    cfg = PolicyConfig.from_preset("tiny", image_crop_scale=0.5)
+    pre = Preprocessor(cfg, _stats())
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[16:48, 16:48] = 255                          # the crop is all white
+    px = pre.image({"head": frame})
+    np.testing.assert_allclose(px, (1.0 - 0.5) / 0.5, rtol=1e-6)

@@ -128,7 +128,7 @@ def save_bundle(path: str | Path, policy: LaraPolicy, config: PolicyConfig, stat
             if not config.backbone_path:
                 raise BundleError("an Eagle-backbone bundle needs its tokenizer: pass tokenizer= or set backbone_path")
             from transformers import AutoTokenizer
-            tokenizer = AutoTokenizer.from_pretrained(config.backbone_path)
+            tokenizer = AutoTokenizer.from_pretrained(config.backbone_path, trust_remote_code=False)
         shutil.rmtree(path / TOKENIZER_DIR, ignore_errors=True)
         tokenizer.save_pretrained(str(path / TOKENIZER_DIR))
     if lam is not None:

@@ -1,17 +1,21 @@
 """Pre- and post-processing shared by every engine (torch, ort, trt). numpy only.
 
-Normalisation: state and actions map per dimension from the dataset's [q01, q99] range to
-[-1, 1] and are clipped there (quantiles rather than min/max, so a few outlier frames do
-not squash the useful range). Un-normalising clips the model output to [-1, 1] first, so a
-chunk never leaves the demonstrated [q01, q99] range. Dimensions whose range is below
-1e-6 (never moved in the data) normalise to 0 and un-normalise to their q01..q99 midpoint.
+Normalisation, per joint group (``PolicyConfig.normalization``; GR00T's modes): ``q99`` (the
+default) maps the dataset's [q01, q99] range to [-1, 1] and clips there (quantiles rather
+than min/max, so a few outlier frames do not squash the useful range); ``min_max`` does the
+same with [min, max]; ``mean_std`` standardises; ``binary`` maps x > 0.5 to 1, else 0.
+Un-normalising clips the model output to [-1, 1] first (q99, min_max), so a chunk never
+leaves the demonstrated range. Dimensions whose range is below 1e-6 (never moved in the
+data) normalise to 0 and un-normalise to their midpoint (mean_std: the mean); GR00T passes
+such a dimension's raw value through instead (docs/IMPORT.md).
 
-Images: bilinear resize (half-pixel centres) to ``image_size``, scale to [0, 1], then
-``(x - image_mean) / image_std``; layout ``[B, 3, S, S]``.
+Images: centre crop (``image_crop_scale``, GR00T: 0.95), bilinear resize (half-pixel centres) to
+``image_size``, scale to [0, 1], then ``(x - image_mean) / image_std``; layout ``[B, 3, S, S]``.
 
 Text: the stand-in backbone uses :class:`ByteTokenizer` (UTF-8 bytes, deterministic, no
-vocabulary file); the Eagle backbone uses the checkpoint's transformers tokenizer, with the
-image placeholder tokens first. Both pad to a fixed length so every engine sees one shape.
+vocabulary file); the Eagle backbone uses GR00T's chat-template prompt
+(:class:`lara_g1.lara.prompt.Gr00tPrompt`) with the checkpoint's transformers tokenizer, left-padded
+to template + image tokens + ``max_text_len``. Both pad to a fixed length so every engine sees one shape.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from lara_g1.core.observation import Observation
 from lara_g1.lara.model.config import PolicyConfig
 
 STAT_KEYS = ("min", "max", "mean", "std", "q01", "q99")
+NORM_MODES = ("q99", "min_max", "mean_std", "binary")
 _DEGENERATE = 1e-6
 
 
@@ -58,41 +63,6 @@ class ByteTokenizer:
         return ids, (ids != self.PAD).astype(np.int64)
 
 
-def eagle_image_token_layout(hf_config: dict[str, Any]) -> tuple[int, int]:
-    """``(image_token_id, tokens per image)`` of a Llava-style transformers config dict."""
-    token_id = hf_config.get("image_token_id", hf_config.get("image_token_index"))
-    vision = hf_config.get("vision_config") or {}
-    if token_id is None or "image_size" not in vision or "patch_size" not in vision:
-        raise ValueError("backbone_hf_config needs image_token_id and vision_config.image_size/patch_size")
-    count = (vision["image_size"] // vision["patch_size"]) ** 2
-    if hf_config.get("vision_feature_select_strategy", "default") == "default":
-        count -= 1  # Llava's "default" strategy drops the first (CLS) position
-    return int(token_id), int(count)
-
-
-class EagleTokenizer:
-    """Image placeholder tokens followed by the instruction, padded to a fixed length."""
-
-    def __init__(self, tokenizer, hf_config: dict[str, Any], max_len: int):
-        self.tokenizer = tokenizer
-        self.image_token_id, self.image_tokens = eagle_image_token_layout(hf_config)
-        self.max_len = max_len
-        pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = 0 if pad is None else int(pad)
-
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        total = self.image_tokens + self.max_len
-        ids = np.full((len(texts), total), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), total), dtype=np.int64)
-        ids[:, : self.image_tokens] = self.image_token_id
-        mask[:, : self.image_tokens] = 1
-        for i, text in enumerate(texts):
-            body = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])[: self.max_len]
-            ids[i, self.image_tokens: self.image_tokens + len(body)] = body
-            mask[i, self.image_tokens: self.image_tokens + len(body)] = 1
-        return ids, mask
-
-
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 ``[H, W, 3]`` -> float32 ``[size, size, 3]`` in 0..255, bilinear with half-pixel centres
     (separable: rows first, then columns, touching only the source rows that are needed)."""
@@ -112,6 +82,30 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     rows = image[y0].astype(np.float32) * (1 - fy) + image[y1].astype(np.float32) * fy   # [size, W, 3]
     fx = fx[None, :, None]
     return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+
+
+def center_crop(image: np.ndarray, scale: float) -> np.ndarray:
+    """The centre ``scale`` of height and width (GR00T's eval-time crop, 0.95; 1.0: the image itself).
+    Offsets round as torchvision's ``CenterCrop`` does."""
+    if scale >= 1.0:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = max(int(h * scale), 1), max(int(w * scale), 1)
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return image[top: top + ch, left: left + cw]
+
+
+def norm_modes(config: PolicyConfig, embodiment: Embodiment) -> np.ndarray:
+    """One normalisation mode per joint (``config.normalization`` names joint groups; others q99)."""
+    groups = {g.name: g for g in embodiment.groups}
+    unknown = sorted(set(config.normalization) - set(groups))
+    if unknown:
+        raise StatsError(f"normalization names joint groups {unknown} that embodiment {embodiment.name!r} "
+                         f"does not have; its groups: {sorted(groups)}")
+    modes = np.full(embodiment.dim, "q99", dtype=object)
+    for name, mode in config.normalization.items():
+        modes[groups[name].slice] = mode
+    return modes
 
 
 @dataclass
@@ -159,16 +153,40 @@ class FeatureStats:
     def to_dict(self) -> dict[str, list[float]]:
         return {k: getattr(self, k).tolist() for k in STAT_KEYS}
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
+    def normalize(self, x: np.ndarray, modes: np.ndarray | None = None) -> np.ndarray:
+        """Joint values -> the model's space. ``modes``: one :data:`NORM_MODES` entry per dimension
+        (None: q99 everywhere). A dimension whose range is degenerate maps to 0 (binary: x > 0.5)."""
+        x = np.asarray(x, np.float32)
         span = self.q99 - self.q01
         ok = span > _DEGENERATE
-        y = 2.0 * (x - self.q01) / np.where(ok, span, 1.0) - 1.0
-        return np.clip(np.where(ok, y, 0.0), -1.0, 1.0).astype(np.float32)
+        y = np.clip(np.where(ok, 2.0 * (x - self.q01) / np.where(ok, span, 1.0) - 1.0, 0.0), -1.0, 1.0)
+        if modes is None or np.all(modes == "q99"):
+            return y.astype(np.float32)
+        mm_span = self.max - self.min
+        mm_ok = mm_span > _DEGENERATE
+        mm = np.clip(np.where(mm_ok, 2.0 * (x - self.min) / np.where(mm_ok, mm_span, 1.0) - 1.0, 0.0), -1.0, 1.0)
+        std_ok = self.std > _DEGENERATE
+        ms = np.where(std_ok, (x - self.mean) / np.where(std_ok, self.std, 1.0), 0.0)
+        binary = (x > 0.5).astype(np.float32)
+        out = np.select([modes == "min_max", modes == "mean_std", modes == "binary"], [mm, ms, binary], y)
+        return out.astype(np.float32)
 
-    def unnormalize(self, y: np.ndarray) -> np.ndarray:
+    def unnormalize(self, y: np.ndarray, modes: np.ndarray | None = None) -> np.ndarray:
+        """The model's space -> joint values. q99 and min_max clip to [-1, 1] first, so a chunk never
+        leaves the demonstrated range; a degenerate dimension returns its midpoint (mean_std: mean)."""
+        y = np.asarray(y, np.float32)
         span = self.q99 - self.q01
         x = (np.clip(y, -1.0, 1.0) + 1.0) / 2.0 * span + self.q01
-        return np.where(span > _DEGENERATE, x, (self.q01 + self.q99) / 2).astype(np.float32)
+        x = np.where(span > _DEGENERATE, x, (self.q01 + self.q99) / 2)
+        if modes is None or np.all(modes == "q99"):
+            return x.astype(np.float32)
+        mm_span = self.max - self.min
+        mm = np.where(mm_span > _DEGENERATE, (np.clip(y, -1.0, 1.0) + 1.0) / 2.0 * mm_span + self.min,
+                      (self.min + self.max) / 2)
+        ms = y * self.std + self.mean
+        binary = (y > 0.5).astype(np.float32)
+        out = np.select([modes == "min_max", modes == "mean_std", modes == "binary"], [mm, ms, binary], x)
+        return out.astype(np.float32)
 
 
 @dataclass
@@ -206,6 +224,7 @@ class Preprocessor:
         self.config = config
         self.stats = stats
         self.embodiment = load_embodiment(config.embodiment)
+        self.modes = norm_modes(config, self.embodiment)
         self.camera = config.cameras[0]
         self.mean = np.asarray(config.image_mean, np.float32)
         self.std = np.asarray(config.image_std, np.float32)
@@ -216,8 +235,19 @@ class Preprocessor:
                 if not config.backbone_path:
                     raise ValueError("the Eagle backbone needs its transformers tokenizer (or backbone_path)")
                 from transformers import AutoTokenizer
-                tokenizer = AutoTokenizer.from_pretrained(config.backbone_path)
-            self.tokenizer = EagleTokenizer(tokenizer, config.backbone_hf_config or {}, config.max_text_len)
+                # Eagle's config.json names remote code (auto_map): never run it, the tokenizer needs none
+                tokenizer = AutoTokenizer.from_pretrained(config.backbone_path, trust_remote_code=False)
+            from lara_g1.lara.model.eagle import eagle_image_tokens
+            from lara_g1.lara.prompt import Gr00tPrompt
+
+            # GR00T's chat-template prompt, left-padded to template + image tokens + max_text_len
+            prompt = Gr00tPrompt.with_text_budget(tokenizer, eagle_image_tokens(config.backbone_hf_config),
+                                                  config.max_text_len)
+            model_id = (config.backbone_hf_config or {}).get("image_token_index")
+            if model_id != prompt.image_token_id:
+                raise ValueError(f"the tokenizer's <IMG_CONTEXT> is id {prompt.image_token_id} but the backbone's "
+                                 f"image_token_index is {model_id}: tokenizer and backbone do not belong together")
+            self.tokenizer = prompt
 
     @property
     def dim(self) -> int:
@@ -250,7 +280,7 @@ class Preprocessor:
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
             raise ObservationError(f"observation {index}: camera {self.camera!r} must be uint8 [H, W, 3] RGB, "
                                    f"got {img.dtype} {list(img.shape)}")
-        x = resize_bilinear(img, self.config.image_size) / 255.0
+        x = resize_bilinear(center_crop(img, self.config.image_crop_scale), self.config.image_size) / 255.0
         return ((x - self.mean) / self.std).transpose(2, 0, 1).astype(np.float32)
 
     def _check_state(self, state: np.ndarray, index: int) -> np.ndarray:
@@ -264,18 +294,20 @@ class Preprocessor:
 
     def normalize_state(self, state: np.ndarray) -> np.ndarray:
         """``[..., 28]`` joint state -> normalised ``[..., max_state_dim]`` zero-padded float32."""
-        return self._pad(self.stats.state.normalize(np.asarray(state, np.float32)), self.config.max_state_dim)
+        return self._pad(self.stats.state.normalize(np.asarray(state, np.float32), self.modes),
+                         self.config.max_state_dim)
 
     def normalize_actions(self, actions: np.ndarray) -> np.ndarray:
         """``[..., 28]`` joint targets -> normalised ``[..., max_action_dim]`` zero-padded float32 (training)."""
-        return self._pad(self.stats.action.normalize(np.asarray(actions, np.float32)), self.config.max_action_dim)
+        return self._pad(self.stats.action.normalize(np.asarray(actions, np.float32), self.modes),
+                         self.config.max_action_dim)
 
     def postprocess(self, actions: np.ndarray) -> np.ndarray:
         """Model output ``[..., max_action_dim]`` -> joint targets ``[..., 28]`` float32 in embodiment units."""
         actions = np.asarray(actions, np.float32)
         if actions.shape[-1] != self.config.max_action_dim:
             raise ValueError(f"actions must end in {self.config.max_action_dim} dims, got {list(actions.shape)}")
-        return self.stats.action.unnormalize(actions[..., : self.dim])
+        return self.stats.action.unnormalize(actions[..., : self.dim], self.modes)
 
     def _pad(self, x: np.ndarray, width: int) -> np.ndarray:
         if x.shape[-1] != self.dim:

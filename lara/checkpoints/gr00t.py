@@ -17,12 +17,13 @@ layout, and how each difference is carried (docs/IMPORT.md has the table):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from lara_g1.lara.checkpoints.hf import CheckpointError, HFCheckpoint
+from lara_g1.lara.checkpoints.hf import CheckpointError
 
 HEAD = "action_head."
 LAM_PREFIX = "action_head.latent_motion_tokenizer."
@@ -113,9 +114,9 @@ class Gr00tN15:
     NEW_EMBODIMENT_ROW = {"gr00t_n1_5": 31, "lara": 40}
 
     @classmethod
-    def translate(cls, ckpt: HFCheckpoint, row: int | None) -> Translation:
-        src = str(ckpt.path / "config.json")
-        cfg = ckpt.config
+    def translate(cls, cfg: dict[str, Any], shapes: Mapping[str, tuple[int, ...]], row: int | None,
+                  src: str = "config.json") -> Translation:
+        """The translation of a checkpoint's ``config.json`` and its tensor shapes (no tensor data)."""
         _require(cfg.get("model_type"), cls.model_type, "model_type", src)
         head = _get(cfg, "action_head_cfg", src)
         dit = _get(head, "diffusion_model_cfg", src)
@@ -129,13 +130,13 @@ class Gr00tN15:
         _require(float(head.get("noise_beta_beta", 1.0)), 1.0, "action_head_cfg.noise_beta_beta", src)
         _require(_get(cfg, "backbone_cfg", src).get("project_to_dim"), None, "backbone_cfg.project_to_dim", src)
 
-        names = set(ckpt.tensors)
+        names = set(shapes)
         lara = any(n.startswith(ALIGN_PREFIX) for n in names)
         variant = "lara" if lara else "gr00t_n1_5"
         w1 = "action_head.action_encoder.W1.W"
         if w1 not in names:
-            raise CheckpointError(f"{ckpt.path}: no {w1!r}: not a GR00T N1.5 checkpoint (its action head is missing)")
-        rows = ckpt.shape(w1)[0]
+            raise CheckpointError(f"{src}: the checkpoint has no {w1!r}: not a GR00T N1.5 checkpoint (no action head)")
+        rows = shapes[w1][0]
         width = int(dit["num_attention_heads"]) * int(dit["attention_head_dim"])
         if int(head["input_embedding_dim"]) != width:
             raise CheckpointError(f"{src}: input_embedding_dim {head['input_embedding_dim']} != DiT heads x head_dim "
@@ -151,7 +152,7 @@ class Gr00tN15:
             "noise_beta_alpha": float(head["noise_beta_alpha"]),
             "noise_s": float(head["noise_s"]),
             "timestep_freq_shift": 1,
-            "timestep_embed_dim": ckpt.shape("action_head.model.timestep_encoder.timestep_embedder.linear_1.weight")[1],
+            "timestep_embed_dim": shapes["action_head.model.timestep_encoder.timestep_embedder.linear_1.weight"][1],
             "max_state_dim": int(head["max_state_dim"]),
             "max_action_dim": int(head["max_action_dim"]),
             "num_embodiments": rows,
@@ -164,8 +165,8 @@ class Gr00tN15:
             "dit_head_dim": int(dit["attention_head_dim"]),
             "dit_output_dim": int(dit["output_dim"]),
             "hidden_size": int(head["hidden_size"]),
-            "max_seq_len": ckpt.shape("action_head.position_embedding.weight")[0],
-            "num_future_tokens": ckpt.shape(future)[0] if future in names else 0,
+            "max_seq_len": shapes["action_head.position_embedding.weight"][0],
+            "num_future_tokens": shapes[future][0] if future in names else 0,
             "mask_vl_padding": True,
             "image_crop_scale": 0.95,
             "image_mean": [0.5, 0.5, 0.5],
@@ -187,9 +188,8 @@ class Gr00tN15:
 FAMILIES = {Gr00tN15.model_type: Gr00tN15}
 
 
-def family_of(ckpt: HFCheckpoint):
-    model_type = ckpt.config.get("model_type")
+def family_of(config: dict[str, Any], src: str = "config.json"):
+    model_type = config.get("model_type")
     if model_type not in FAMILIES:
-        raise CheckpointError(f"{ckpt.path / 'config.json'}: model_type {model_type!r}; lara-import gr00t reads "
-                              f"{sorted(FAMILIES)}")
+        raise CheckpointError(f"{src}: model_type {model_type!r}; lara-import gr00t reads {sorted(FAMILIES)}")
     return FAMILIES[model_type]

@@ -25,6 +25,7 @@ from lara_g1.lara.checkpoints.gr00t import (
     BACKBONE_PREFIX,
     HEAD,
     LAM_PREFIX,
+    Translation,
     family_of,
     head_key,
     swap_timestep_halves,
@@ -65,19 +66,35 @@ def _swap_rows(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return t
 
 
+def policy_config(tr: Translation, hf_config: dict[str, Any], embodiment: str, max_text_len: int,
+                  src: str = "config.json"):
+    """The bundle's PolicyConfig: the translated action head on the Eagle backbone ``hf_config``."""
+    from lara_g1.lara.model.config import PolicyConfig
+
+    fields: dict[str, Any] = {
+        **tr.fields, "preset": tr.variant, "embodiment": embodiment, "backbone": "eagle",
+        "backbone_select_layer": hf_config["llm_select_layer"], "backbone_hf_config": hf_config,
+        "image_size": hf_config["vision_config"]["image_size"], "max_text_len": max_text_len,
+    }
+    try:
+        return PolicyConfig.from_dict(fields, source=f"the translation of {src}")
+    except ConfigError as exc:
+        raise CheckpointError(f"{src}: the translated config is not valid: {exc}") from exc
+
+
 def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "g1", row: int | None = None,
                  assets: str | Path | None = None, lam_encoder: str | Path | None = None, no_lam: bool = False,
                  max_text_len: int = 32, progress: bool = True) -> ImportReport:
     """Import ``checkpoint`` and write a bundle to ``out``; see the module docstring."""
     from lara_g1.lara.bundle import save_bundle
-    from lara_g1.lara.model.config import PolicyConfig
     from lara_g1.lara.model.eagle import eagle_config_from_gr00t, eagle_key_map
     from lara_g1.lara.model.policy import LaraPolicy, parameter_counts
     from lara_g1.lara.processing import NormStats
 
     ckpt = HFCheckpoint(checkpoint)
-    family = family_of(ckpt)
-    tr = family.translate(ckpt, row)
+    src = str(ckpt.path / "config.json")
+    family = family_of(ckpt.config, src)
+    tr = family.translate(ckpt.config, {n: i.shape for n, i in ckpt.tensors.items()}, row, src)
     emb = load_embodiment(embodiment)
     assets_dir = _assets_dir(assets)
     assets_config = json.loads((assets_dir / "config.json").read_text())
@@ -85,13 +102,8 @@ def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "
         hf_config = eagle_config_from_gr00t(ckpt.config, assets_config)
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: {exc}") from exc
-    fields: dict[str, Any] = {
-        **tr.fields, "preset": tr.variant, "embodiment": embodiment, "backbone": "eagle",
-        "backbone_select_layer": hf_config["llm_select_layer"], "backbone_hf_config": hf_config,
-        "image_size": hf_config["vision_config"]["image_size"], "max_text_len": max_text_len,
-    }
+    config = policy_config(tr, hf_config, embodiment, max_text_len, src)
     try:
-        config = PolicyConfig.from_dict(fields, source=f"the translation of {ckpt.path / 'config.json'}")
         policy = LaraPolicy(config, load_backbone_weights=False)
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: the checkpoint does not fit embodiment {embodiment!r}: {exc}") from exc

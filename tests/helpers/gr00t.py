@@ -54,3 +54,28 @@ def write_checkpoint(out: Path, variant: str = "gr00t_n1_5", sharded: bool = Tru
         weight_map.update(dict.fromkeys(part, name))
     (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     return out
+
+
+def full_size_n15() -> tuple[dict, dict, dict]:
+    """GR00T N1.5-3B's config.json (the published sizes), the tensor shapes the importer reads
+    from its headers, and its Eagle 2.5 config (SigLIP-2 400M + Qwen3-1.7B): no weights."""
+    head = json.loads((N15 / "config.json").read_text())
+    head["action_head_cfg"].update(backbone_embedding_dim=2048, hidden_size=1024, input_embedding_dim=1536,
+                                   num_target_vision_tokens=32)
+    head["action_head_cfg"]["diffusion_model_cfg"].update(attention_head_dim=48, cross_attention_dim=2048,
+                                                          num_attention_heads=32, num_layers=16, output_dim=1024)
+    head["action_head_cfg"]["vl_self_attention_cfg"].update(attention_head_dim=64, num_attention_heads=32,
+                                                            num_layers=4)
+    head["backbone_cfg"]["select_layer"] = 12
+    head["hidden_size"] = 2048
+    shapes = {"action_head.action_encoder.W1.W": (32, 32, 1536),
+              "action_head.model.timestep_encoder.timestep_embedder.linear_1.weight": (1536, 256),
+              "action_head.position_embedding.weight": (1024, 1536),
+              "action_head.future_tokens.weight": (32, 1536)}
+    eagle = json.loads((EAGLE / "eagle2_hg_model" / "config.json").read_text())
+    eagle.update(force_image_size=224, image_token_index=151669)
+    eagle["vision_config"].update(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16,
+                                  intermediate_size=4304, image_size=224, patch_size=14)
+    eagle["text_config"].update(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
+                                num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151680)
+    return head, shapes, eagle

@@ -253,3 +253,31 @@ def test_row_choice_moves_that_row_to_the_g1(tmp_path, assets):
 
 def test_family_table_knows_n15(tmp_path):
     assert "gr00t_n1_5" in gr00t_family.FAMILIES
+
+
+@pytest.mark.parametrize("variant", ["gr00t_n1_5", "lara"])
+def test_full_size_import_trainable_parameters_with_the_backbone_frozen(variant):
+    """GR00T N1.5-3B's sizes, built on the meta device (no memory). GR00T's 1.07 B "action head"
+    is our adapter + head at 32 embodiment rows; the LARA release's 64 rows add 0.32 B."""
+    from lara_g1.lara.checkpoints.importer import policy_config
+    from lara_g1.lara.model.eagle import eagle_config_from_gr00t
+    from tests.helpers.gr00t import full_size_n15
+
+    head, shapes, eagle = full_size_n15()
+    if variant == "lara":
+        shapes["action_head.action_encoder.W1.W"] = (64, 32, 1536)
+        shapes["action_head.pred_latent_motion_head.weight"] = (256, 1536)
+        del shapes["action_head.future_tokens.weight"]
+    tr = gr00t_family.Gr00tN15.translate(head, shapes, row=None)
+    assert tr.variant == variant
+    config = policy_config(tr, eagle_config_from_gr00t(head, eagle), "g1", 32)
+    with torch.device("meta"):
+        policy = LaraPolicy(config, load_backbone_weights=False)
+    count = {name: sum(p.numel() for p in child.parameters()) for name, child in policy.named_children()}
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    assert 1.2e9 < count["backbone"] < 1.5e9                   # SigLIP + Linear + Qwen3[12], frozen
+    assert trainable == count["head"] + count["adapter"]
+    if variant == "gr00t_n1_5":
+        assert 1.05e9 < trainable < 1.09e9
+    else:
+        assert 1.3e9 < trainable < 1.45e9

@@ -1,0 +1,107 @@
+"""GR00T N1.5's prompt for the Eagle backbone: chat template, image tokens, left padding. numpy only.
+
+GR00T's ``Eagle2_5_VLProcessor`` turns one instruction and one frame into (Qwen chat template,
+default system prompt, the frame as ``<image-1>`` then replaced)::
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n<image 1><img>
+    {<IMG_CONTEXT> x N}</img>{instruction}<|im_end|>\\n<|im_start|>assistant\\n
+
+(one line; N = 256 at 224 px), tokenised with the Qwen3 tokenizer and LEFT-padded with
+``<|endoftext|>``. :class:`Gr00tPrompt` builds the same ids: the special tokens take the
+tokenizer's own ids; the text between them is tokenised piece by piece, as the tokenizer itself
+splits a text at its special tokens. Every prompt is padded to one fixed length ``max_len`` so
+every engine sees one shape: ``max_len = template_len + instruction budget``, where
+``template_len`` counts every token but the instruction's (26 + N with Qwen3's tokenizer).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+PAD = "<|endoftext|>"
+IMAGE_LABEL = "<image 1>"          # GR00T's text for the first (only) frame, before <img>
+
+
+def gr00t_prompt_text(instruction: str, image_tokens: int) -> str:
+    """The prompt as text, image placeholders expanded (what GR00T's processor tokenises)."""
+    return (f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{IMAGE_LABEL}{IMG_START}"
+            f"{IMG_CONTEXT * image_tokens}{IMG_END}{instruction}{IM_END}\n{IM_START}assistant\n")
+
+
+def _token_id(tokenizer, token: str) -> int:
+    tid = tokenizer.convert_tokens_to_ids(token)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if not isinstance(tid, int) or (tid == unk and token != getattr(tokenizer, "unk_token", None)):
+        raise ValueError(f"the tokenizer has no {token} token: GR00T's prompt needs the Eagle 2.5 (Qwen3) "
+                         f"tokenizer with <|im_start|>, <|im_end|>, <img>, </img>, <IMG_CONTEXT>, <|endoftext|>")
+    return tid
+
+
+class Gr00tPrompt:
+    """Instructions -> ``(input_ids, attention_mask)``, int64 ``[B, max_len]``, GR00T's layout.
+
+    ``tokenizer``: a transformers tokenizer (GR00T's ``eagle2_hg_model`` Qwen3 tokenizer);
+    ``image_tokens``: ``<IMG_CONTEXT>`` tokens per frame; ``max_len``: the padded total length."""
+
+    def __init__(self, tokenizer, image_tokens: int, max_len: int):
+        if image_tokens < 1:
+            raise ValueError(f"image_tokens must be >= 1, got {image_tokens}")
+        self.tokenizer = tokenizer
+        self.image_tokens = int(image_tokens)
+        self.max_len = int(max_len)
+        self.im_start_id, self.im_end_id = _token_id(tokenizer, IM_START), _token_id(tokenizer, IM_END)
+        self.img_start_id, self.img_end_id = _token_id(tokenizer, IMG_START), _token_id(tokenizer, IMG_END)
+        self.image_token_id = _token_id(tokenizer, IMG_CONTEXT)
+        self.pad_id = _token_id(tokenizer, PAD)
+        self.prefix = ([self.im_start_id, *self._text(f"system\n{SYSTEM_PROMPT}"), self.im_end_id, *self._text("\n"),
+                        self.im_start_id, *self._text(f"user\n{IMAGE_LABEL}"), self.img_start_id]
+                       + [self.image_token_id] * self.image_tokens + [self.img_end_id])
+        self.suffix = [self.im_end_id, *self._text("\n"), self.im_start_id, *self._text("assistant\n")]
+        if self.max_len <= self.template_len:
+            raise ValueError(f"max_len {self.max_len} leaves no room for the instruction: the template alone is "
+                             f"{self.template_len} tokens ({self.image_tokens} of them image tokens)")
+
+    @classmethod
+    def with_text_budget(cls, tokenizer, image_tokens: int, max_text_len: int) -> "Gr00tPrompt":
+        """A prompt padded to ``template_len + max_text_len`` (``PolicyConfig.max_text_len``)."""
+        probe = cls(tokenizer, image_tokens, 1 << 30)
+        return cls(tokenizer, image_tokens, probe.template_len + int(max_text_len))
+
+    @property
+    def template_len(self) -> int:
+        """Tokens of every prompt besides the instruction's (image tokens included)."""
+        return len(self.prefix) + len(self.suffix)
+
+    @property
+    def text_budget(self) -> int:
+        """The most instruction tokens a prompt can hold."""
+        return self.max_len - self.template_len
+
+    def _text(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def text(self, instruction: str) -> str:
+        return gr00t_prompt_text(instruction, self.image_tokens)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids i64 [B, max_len], attention_mask i64 [B, max_len])``, left-padded; an
+        instruction longer than :attr:`text_budget` tokens raises ``ValueError``."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of instructions, not one string")
+        ids = np.full((len(texts), self.max_len), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), self.max_len), dtype=np.int64)
+        for i, text in enumerate(texts):
+            body = self._text(text)
+            row = self.prefix + body + self.suffix
+            if len(row) > self.max_len:
+                raise ValueError(f"instruction {i} ({text[:60]!r}) is {len(body)} tokens; with the "
+                                 f"{self.template_len}-token template ({self.image_tokens} image tokens) the prompt "
+                                 f"is {len(row)} tokens, more than max_len {self.max_len} (instruction budget "
+                                 f"{self.text_budget}: raise max_text_len or shorten the instruction)")
+            ids[i, self.max_len - len(row):] = row
+            mask[i, self.max_len - len(row):] = 1
+        return ids, mask

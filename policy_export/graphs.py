@@ -39,48 +39,22 @@ HEAD_OUTPUTS = ("actions",)
 
 
 class BackboneGraph(nn.Module):
-    """``LaraPolicy.backbone_features`` with fp32 inputs/outputs around ``compute_dtype``."""
+    """``LaraPolicy.backbone_features`` with fp32 inputs/outputs around ``compute_dtype``.
+
+    Both backbones trace as they run: the Eagle backbone writes the image tokens over the
+    ``<IMG_CONTEXT>`` positions with a cumsum + gather (no data-dependent shapes) and skips its
+    eager-only check of the prompt while tracing; the export's parity check at a batch size other
+    than the traced one holds the graph to torch."""
 
     def __init__(self, policy: nn.Module, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.policy = policy if compute_dtype == torch.float32 else copy.deepcopy(policy).to(compute_dtype)
         self.compute_dtype = compute_dtype
-        self.llava = _is_llava_style(getattr(self.policy.backbone, "model", None))
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pixel_values = pixel_values.to(self.compute_dtype)
-        if self.llava:
-            vl = _llava_features(self.policy.backbone.model, pixel_values, input_ids, attention_mask)
-            feats = self.policy.adapter(vl)
-        else:
-            feats = self.policy.backbone_features(pixel_values, input_ids, attention_mask)
+        feats = self.policy.backbone_features(pixel_values, input_ids, attention_mask)
         return feats.to(torch.float32)
-
-
-def _is_llava_style(model: nn.Module | None) -> bool:
-    return model is not None and all(hasattr(model, a) for a in ("vision_tower", "multi_modal_projector", "config"))
-
-
-def _llava_features(model: nn.Module, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                    attention_mask: torch.Tensor) -> torch.Tensor:
-    """The Eagle backbone's forward (a transformers LlavaModel cut at the feature layer) with the
-    image features handed over as ONE ``[B*P, D]`` tensor: transformers turns them into a per-image
-    list (``list(tensor)``), which tracing records as a Split with the traced batch size baked in.
-    Same values (the image tokens are filled in batch-major order either way); the export's
-    parity check at a batch size other than the traced one holds the two together."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-    cfg = model.config
-    layers = cfg.vision_feature_layer
-    vision = model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-    hidden = [vision.hidden_states[i] for i in ([layers] if isinstance(layers, int) else layers)]
-    if cfg.vision_feature_select_strategy == "default":
-        hidden = [h[:, 1:] for h in hidden]
-    image = model.multi_modal_projector(torch.cat(hidden, dim=-1))
-    image = image.reshape(-1, image.shape[-1])
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=[image])})
-    return out.last_hidden_state
 
 
 class _DeployedLinear(nn.Module):

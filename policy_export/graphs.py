@@ -28,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lara_g1.lara.model.dit import block_masks
 from lara_g1.lara.model.embodiment_mlp import EmbodimentLinear, EmbodimentMLP
 from lara_g1.lara.model.flow import euler_buckets
 from lara_g1.lara.model.layers import Attention, sinusoidal_embedding
+from lara_g1.lara.model.policy import unpack_vl, vl_mask_channels
 
 BACKBONE_INPUTS = ("pixel_values", "input_ids", "attention_mask")
 BACKBONE_OUTPUTS = ("vl_features",)
@@ -108,7 +110,8 @@ class DeployedActionHead(nn.Module):
         self.steps = int(cfg.denoising_steps)
         self.horizon = int(cfg.horizon)
         self.width = int(cfg.width)
-        self.masked = bool(cfg.mask_vl_padding)
+        self.channels = vl_mask_channels(cfg)
+        self.kinds = list(head.dit.kinds)
         buckets = euler_buckets(self.steps, cfg.num_timestep_buckets)
 
         self.state_encoder = _DeployedMLP(head.state_encoder, embodiment_id)
@@ -139,10 +142,10 @@ class DeployedActionHead(nn.Module):
 
     def forward(self, vl_features: torch.Tensor, state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dt = self.compute_dtype
-        context, key_bias = vl_features.to(dt), None
-        if self.masked:  # the pad mask travels as the last channel (lara.model.policy.pack_vl)
-            context, mask = context[..., :-1], context[..., -1]
-            key_bias = ((1.0 - mask) * torch.finfo(dt).min)[:, None, None, :]
+        # the pad (and image) masks travel as the last channels (lara.model.policy.pack_vl)
+        context, mask, image = unpack_vl(vl_features.to(dt), self.channels)
+        bias = {kind: None if m is None else ((1.0 - m) * torch.finfo(dt).min)[:, None, None, :]
+                for kind, m in block_masks(self.kinds, mask, image).items()}
         state_token = self.state_encoder(state.to(dt).unsqueeze(1))             # [B, 1, W]
         lead = [state_token]
         if self.future_tokens.shape[0]:
@@ -159,7 +162,7 @@ class DeployedActionHead(nn.Module):
             for i, blk in enumerate(self.blocks):
                 h = F.layer_norm(x, (self.width,), eps=blk.norm1.norm.eps) * self.block_scale[k, i] + self.block_shift[k, i]
                 if blk.cross:
-                    x = x + _attend(blk.attn, h, *kv[i], key_bias)
+                    x = x + _attend(blk.attn, h, *kv[i], bias[self.kinds[i]])
                 else:
                     hk = _split_heads(blk.attn.to_k(h), blk.attn.heads, blk.attn.head_dim)
                     hv = _split_heads(blk.attn.to_v(h), blk.attn.heads, blk.attn.head_dim)

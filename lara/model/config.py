@@ -21,7 +21,8 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 #: How one joint group of state/action maps to the model's space (docs/POLICY.md, "Normalisation"):
 #: GR00T's four modes. q99 and min_max map [q01, q99] / [min, max] to [-1, 1], mean_std to
 #: zero mean and unit variance, binary to {0, 1} (x > 0.5).
-NormMode = Literal["q99", "min_max", "mean_std", "binary"]
+NormMode = Literal["q99", "min_max", "mean_std", "binary", "sin_cos"]
+#: sin_cos (GR00T N1.6, state only): [sin(x), cos(x)] of the raw joint angles, twice the group's width
 
 
 # Mutable: building an Eagle backbone stores its transformers config in backbone_hf_config.
@@ -42,6 +43,12 @@ class PolicyConfig(ConfigModel):
 
     # observation
     image_size: Positive = 224
+    # "resize": crop + bilinear resize to image_size x image_size. "gr00t_n16": GR00T N1.6's chain (shortest
+    # edge to shortest_image_edge, centre crop image_crop_scale, shortest edge again, bicubic to multiples
+    # of 28); the camera's raw [height, width] is camera_size, which fixes the model's input shape
+    image_pipeline: Literal["resize", "gr00t_n16"] = "resize"
+    shortest_image_edge: Positive = 256
+    camera_size: list[Positive] = Field(default_factory=lambda: [480, 640], min_length=2, max_length=2)
     # exactly one camera: the backbone takes one frame
     cameras: list[NonEmpty] = Field(default_factory=lambda: ["head"], min_length=1, max_length=1)
     image_mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5], min_length=3, max_length=3)
@@ -53,6 +60,11 @@ class PolicyConfig(ConfigModel):
     max_text_len: Positive = 16
     # per joint group of the embodiment (e.g. left_hand: binary); groups not named use q99
     normalization: dict[NonEmpty, NormMode] = Field(default_factory=dict)
+    # GR00T N1.6 RELATIVE action groups: the model predicts a - (last state), normalised with per-step
+    # min/max statistics, and the postprocessor adds the last state back
+    relative_action_groups: list[NonEmpty] = Field(default_factory=list)
+    # the chunk steps served (GR00T N1.6 predicts horizon 50; the G1 runs 8); None: all horizon steps
+    action_steps: Positive | None = None
 
     # padding of the embodiment-specific parts
     max_state_dim: Positive = 64
@@ -60,7 +72,7 @@ class PolicyConfig(ConfigModel):
     num_embodiments: Positive = 64
 
     # vision-language backbone
-    backbone: Literal["standin", "eagle"] = "standin"
+    backbone: Literal["standin", "eagle", "eagle3"] = "standin"   # eagle: GR00T N1.5's, eagle3: N1.6's
     vl_dim: Positive = 128               # width of the backbone's features
     tune_backbone: StrictBool = True     # False: frozen (requires_grad off)
     # stand-in backbone (tiny / small)
@@ -91,6 +103,11 @@ class PolicyConfig(ConfigModel):
     # Pad tokens of the VL sequence are masked out of the adapter's and the DiT's attention.
     # GR00T masks nothing; at batch 1 its prompts have no pad tokens, so masking matches it there.
     mask_vl_padding: StrictBool = False
+    # "all": every cross-attention block sees all VL tokens (GR00T N1.5). "alternate" (GR00T N1.6): cross
+    # block i attends to the text tokens when i % (2 * attend_text_every_n_blocks) == 0, else to the
+    # image tokens; needs mask_vl_padding (the image mask travels with the pad mask)
+    vl_cross_attention: Literal["all", "alternate"] = "all"
+    attend_text_every_n_blocks: Positive = 2
     # The DiT hidden state the alignment reads, LARA's convention: an index into
     # [DiT input, output of block 0, ..., output of block L-1] (-3: block L-3, 13 of 16)
     align_hidden_layer: int = -3
@@ -123,6 +140,10 @@ class PolicyConfig(ConfigModel):
         if not -(self.dit_layers + 1) <= self.align_hidden_layer <= self.dit_layers:
             raise ValueError(f"align_hidden_layer {self.align_hidden_layer} is outside the DiT's "
                              f"{self.dit_layers + 1} hidden states (input + {self.dit_layers} blocks)")
+        if self.vl_cross_attention == "alternate" and not self.mask_vl_padding:
+            raise ValueError("vl_cross_attention 'alternate' needs mask_vl_padding (the text/image masks)")
+        if self.action_steps is not None and self.action_steps > self.horizon:
+            raise ValueError(f"action_steps {self.action_steps} exceeds the horizon {self.horizon}")
         if self.horizon > self.max_seq_len:
             raise ValueError(f"horizon {self.horizon} exceeds max_seq_len {self.max_seq_len}")
         if self.timestep_embed_dim % 2:

@@ -6,7 +6,8 @@ Inference, as exported: ``vl = backbone_features(pixels, ids, mask)`` once, then
 :class:`lara_g1.lara.processing.Preprocessor` (state 64-D, actions 32-D, both in [-1, 1]).
 
 With ``mask_vl_padding`` the VL tensor carries its key mask (1 = token, 0 = pad) as one trailing
-channel, ``[B, N, vl_dim + 1]``: the backbone graph hands one tensor to the head graph in every
+channel, ``[B, N, vl_dim + 1]``, and with GR00T N1.6's alternating cross-attention also its image
+mask (``[B, N, vl_dim + 2]``): the backbone graph hands one tensor to the head graph in every
 engine, and the head's cross-attention skips the pads (:func:`pack_vl` / :func:`unpack_vl`).
 """
 from __future__ import annotations
@@ -23,14 +24,25 @@ from lara_g1.lara.model.embodiment_mlp import ActionEncoder, EmbodimentMLP
 from lara_g1.lara.model.flow import euler_buckets, interpolate, sample_flow_time, time_to_bucket
 
 
-def pack_vl(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``features [B, N, D]`` and ``mask [B, N]`` -> ``[B, N, D + 1]``, the mask last."""
-    return torch.cat([features, mask.to(features.dtype).unsqueeze(-1)], dim=-1)
+def pack_vl(features: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor:
+    """``features [B, N, D]`` and masks ``[B, N]`` (the pad mask, then the image mask if any) ->
+    ``[B, N, D + len(masks)]``, the masks last."""
+    return torch.cat([features, *(m.to(features.dtype).unsqueeze(-1) for m in masks)], dim=-1)
 
 
-def unpack_vl(vl: torch.Tensor, masked: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The inverse of :func:`pack_vl` when ``masked``; else ``(vl, None)``."""
-    return (vl[..., :-1], vl[..., -1]) if masked else (vl, None)
+def vl_mask_channels(config: PolicyConfig) -> int:
+    """Mask channels the VL tensor carries: 0, 1 (pad mask) or 2 (pad and image masks, N1.6)."""
+    if not config.mask_vl_padding:
+        return 0
+    return 2 if config.vl_cross_attention == "alternate" else 1
+
+
+def unpack_vl(vl: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The inverse of :func:`pack_vl`: ``(features, pad mask or None, image mask or None)``."""
+    if channels == 0:
+        return vl, None, None
+    features = vl[..., :-channels]
+    return features, vl[..., -channels], (vl[..., -1] if channels == 2 else None)
 
 
 class ActionHead(nn.Module):
@@ -52,12 +64,13 @@ class ActionHead(nn.Module):
             self.future_tokens = nn.Embedding(config.num_future_tokens, w)
             nn.init.normal_(self.future_tokens.weight, std=0.02)
         self.dit = DiT(w, config.dit_heads, config.dit_head_dim, config.dit_layers, config.dit_output_dim,
-                       config.cross_attention_dim, config.timestep_embed_dim, config.timestep_freq_shift)
+                       config.cross_attention_dim, config.timestep_embed_dim, config.timestep_freq_shift,
+                       config.vl_cross_attention, config.attend_text_every_n_blocks)
         self.action_decoder = EmbodimentMLP(e, config.dit_output_dim, config.hidden_size, config.max_action_dim)
 
     def forward(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
-                timestep: torch.Tensor, embodiment_id: torch.Tensor, vl_mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                timestep: torch.Tensor, embodiment_id: torch.Tensor, vl_mask: torch.Tensor | None = None,
+                image_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The velocity at the H action tokens, and the DiT's hidden states (input + each block)."""
         horizon = noisy_actions.shape[1]
         state_token = self.state_encoder(state.unsqueeze(1), embodiment_id)                # [B, 1, W]
@@ -66,7 +79,7 @@ class ActionHead(nn.Module):
         tokens = [state_token, action_tokens]
         if self.future_tokens is not None:  # [state, future, actions]; positions only on the actions
             tokens.insert(1, self.future_tokens.weight.unsqueeze(0).expand(state.shape[0], -1, -1))
-        out, hidden = self.dit(torch.cat(tokens, dim=1), vl_features, timestep, vl_mask)
+        out, hidden = self.dit(torch.cat(tokens, dim=1), vl_features, timestep, vl_mask, image_mask)
         return self.action_decoder(out[:, -horizon:], embodiment_id), hidden
 
 
@@ -105,19 +118,24 @@ class LaraPolicy(nn.Module):
         """Adapted VL tokens ``[B, N, vl_dim]`` (backbone, then the LayerNorm + self-attention adapter);
         with ``mask_vl_padding`` ``[B, N, vl_dim + 1]``, the key mask packed last (:func:`pack_vl`)."""
         tokens = self.backbone(pixel_values, input_ids, attention_mask)
-        if not self.config.mask_vl_padding:
+        channels = vl_mask_channels(self.config)
+        if not channels:
             return self.adapter(tokens)
-        # the text tokens come last in both backbones' sequences; anything before them is real
+        # the text tokens come last in every backbone's sequence; anything before them is real
         lead = torch.ones_like(attention_mask[:, :1]).expand(-1, tokens.shape[1] - attention_mask.shape[1])
         mask = torch.cat([lead, attention_mask], dim=1)
-        return pack_vl(self.adapter(tokens, key_mask=mask), mask)
+        adapted = self.adapter(tokens, key_mask=mask)
+        if channels == 1:
+            return pack_vl(adapted, mask)
+        image = torch.cat([torch.zeros_like(lead), (input_ids == self.backbone.image_token_id).to(mask.dtype)], dim=1)
+        return pack_vl(adapted, mask, image)
 
     def velocity(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,
                  timestep: torch.Tensor, embodiment_id: torch.Tensor, return_hidden: bool = False):
         """Predicted flow velocity ``[B, H, max_action_dim]`` at bucket ``timestep i64 [B]``;
         with ``return_hidden`` also the DiT's hidden states (input, then each block's output)."""
-        features, mask = unpack_vl(vl_features, self.config.mask_vl_padding)
-        v, hidden = self.head(features, state, noisy_actions, timestep, embodiment_id, mask)
+        features, mask, image = unpack_vl(vl_features, vl_mask_channels(self.config))
+        v, hidden = self.head(features, state, noisy_actions, timestep, embodiment_id, mask, image)
         return (v, hidden) if return_hidden else v
 
     def flow_loss(self, vl_features: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,

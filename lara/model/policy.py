@@ -90,10 +90,9 @@ class LaraPolicy(nn.Module):
         if embodiment.embodiment_id >= config.num_embodiments:
             raise ConfigError(f"embodiment {embodiment.name!r} has id {embodiment.embodiment_id} but the policy "
                               f"has only {config.num_embodiments} embodiment rows")
-        if (embodiment.max_state_dim, embodiment.max_action_dim) != (config.max_state_dim, config.max_action_dim):
-            raise ConfigError(f"embodiment {embodiment.name!r} pads to state {embodiment.max_state_dim} / action "
-                              f"{embodiment.max_action_dim} but the policy to {config.max_state_dim} / "
-                              f"{config.max_action_dim}")
+        if embodiment.dim > min(config.max_state_dim, config.max_action_dim):
+            raise ConfigError(f"embodiment {embodiment.name!r} has {embodiment.dim} joints but the policy pads state "
+                              f"to {config.max_state_dim} and actions to {config.max_action_dim}")
         self.config = config
         self.embodiment = embodiment
         self.backbone = build_backbone(config, load_weights=load_backbone_weights)

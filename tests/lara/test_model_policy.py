@@ -119,9 +119,11 @@ def test_policy_uses_the_embodiment_row_of_its_id():
     assert not torch.allclose(after[1], before[1])   # row 7 changed -> sample 1 changed
 
 
-def test_policy_rejects_padding_that_differs_from_the_embodiment():
-    with pytest.raises(ConfigError, match="pads to state 64 / action 32 but the policy to 64 / 16"):
+def test_policy_rejects_padding_narrower_than_the_embodiment_and_takes_wider():
+    with pytest.raises(ConfigError, match="has 28 joints but the policy pads state to 64 and actions to 16"):
         LaraPolicy(PolicyConfig.from_preset("tiny", max_action_dim=16))
+    wide = LaraPolicy(PolicyConfig.from_preset("tiny", max_state_dim=128, max_action_dim=128))   # GR00T N1.6's
+    assert wide.head.action_decoder.layer2.weight.shape[-1] == 128
 
 
 def test_frozen_backbone_has_no_trainable_parameters():

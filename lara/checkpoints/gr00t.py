@@ -16,9 +16,11 @@ layout, and how each difference is carried (docs/IMPORT.md has the table):
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,11 +87,12 @@ def swap_timestep_halves(w2: torch.Tensor, width: int) -> torch.Tensor:
 class Translation:
     """What a checkpoint becomes: the config fields, the variant and where each tensor goes."""
 
-    variant: str                      # "gr00t_n1_5" or "lara"
+    variant: str                      # "gr00t_n1_5", "lara" or "gr00t_n1_6"
     fields: dict[str, Any]            # PolicyConfig fields (without the backbone's)
     num_embodiments: int
     source_row: int                   # the checkpoint row that becomes the G1's row
     notes: list[str] = field(default_factory=list)
+    tag: str | None = None            # the source row's embodiment tag (N1.6's embodiment_id.json)
 
 
 def _get(cfg: dict[str, Any], path: str, source: str) -> Any:
@@ -113,11 +116,34 @@ class Gr00tN15:
     #: the row GR00T fine-tuning uses for a new robot, per variant
     NEW_EMBODIMENT_ROW = {"gr00t_n1_5": 31, "lara": 40}
 
+    @staticmethod
+    def read_aux(path: Path) -> dict[str, Any]:
+        """Files beside config.json the translation reads (none for N1.5)."""
+        return {}
+
+    @staticmethod
+    def backbone_config(cfg: dict[str, Any], assets_config: dict[str, Any]) -> dict[str, Any]:
+        from lara_g1.lara.model.eagle import eagle_config_from_gr00t
+
+        return eagle_config_from_gr00t(cfg, assets_config)
+
+    @staticmethod
+    def backbone_fields(hf_config: dict[str, Any]) -> dict[str, Any]:
+        return {"backbone": "eagle", "image_size": hf_config["vision_config"]["image_size"]}
+
+    @staticmethod
+    def backbone_key(name: str, select_layer: int) -> str | None:
+        from lara_g1.lara.model.eagle import eagle_key_map
+
+        return eagle_key_map(name, select_layer)
+
     @classmethod
-    def translate(cls, cfg: dict[str, Any], shapes: Mapping[str, tuple[int, ...]], row: int | None,
-                  src: str = "config.json") -> Translation:
+    def translate(cls, cfg: dict[str, Any], shapes: Mapping[str, tuple[int, ...]], row: int | str | None,
+                  src: str = "config.json", aux: dict[str, Any] | None = None) -> Translation:
         """The translation of a checkpoint's ``config.json`` and its tensor shapes (no tensor data)."""
         _require(cfg.get("model_type"), cls.model_type, "model_type", src)
+        if isinstance(row, str):
+            raise CheckpointError(f"--row {row!r}: GR00T N1.5 checkpoints name no embodiment rows; give a number")
         head = _get(cfg, "action_head_cfg", src)
         dit = _get(head, "diffusion_model_cfg", src)
         vlsa = _get(head, "vl_self_attention_cfg", src)
@@ -185,7 +211,117 @@ class Gr00tN15:
         return Translation(variant, fields, rows, row, notes)
 
 
-FAMILIES = {Gr00tN15.model_type: Gr00tN15}
+class Gr00tN16:
+    """GR00T N1.6 (``model_type`` ``Gr00tN1d6``): Eagle 3 VL backbone, a LayerNorm-only adapter, a DiT whose
+    cross-attention blocks alternate between the text and the image tokens, 128-wide state/action."""
+
+    model_type = "Gr00tN1d6"
+    AUX_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
+
+    @staticmethod
+    def read_aux(path: Path) -> dict[str, Any]:
+        """``processor_config.json``, ``statistics.json`` and ``embodiment_id.json`` (each optional)."""
+        aux = {}
+        for name in Gr00tN16.AUX_FILES:
+            f = path / name
+            if f.is_file():
+                try:
+                    aux[name] = json.loads(f.read_text())
+                except json.JSONDecodeError as exc:
+                    raise CheckpointError(f"{f}: not valid JSON: {exc}") from exc
+        return aux
+
+    @staticmethod
+    def backbone_config(cfg: dict[str, Any], assets_config: dict[str, Any]) -> dict[str, Any]:
+        from lara_g1.lara.model.eagle3 import eagle3_config_from_gr00t
+
+        return eagle3_config_from_gr00t(cfg, assets_config)
+
+    @staticmethod
+    def backbone_fields(hf_config: dict[str, Any]) -> dict[str, Any]:
+        return {"backbone": "eagle3"}
+
+    @staticmethod
+    def backbone_key(name: str, select_layer: int) -> str | None:
+        from lara_g1.lara.model.eagle3 import eagle3_key_map
+
+        return eagle3_key_map(name, select_layer)
+
+    @classmethod
+    def translate(cls, cfg: dict[str, Any], shapes: Mapping[str, tuple[int, ...]], row: int | str | None,
+                  src: str = "config.json", aux: dict[str, Any] | None = None) -> Translation:
+        _require(cfg.get("model_type"), cls.model_type, "model_type", src)
+        dit = _get(cfg, "diffusion_model_cfg", src)
+        _require(dit.get("norm_type"), "ada_norm", "diffusion_model_cfg.norm_type", src)
+        _require(bool(dit.get("interleave_self_attention")), True, "interleave_self_attention", src)
+        _require(dit.get("positional_embeddings"), None, "diffusion_model_cfg.positional_embeddings", src)
+        _require(bool(cfg.get("use_vlln", True)), True, "use_vlln", src)
+        _require(bool(cfg.get("add_pos_embed", True)), True, "add_pos_embed", src)
+        _require(float(cfg.get("noise_beta_beta", 1.0)), 1.0, "noise_beta_beta", src)
+        _require(bool(cfg.get("reproject_vision", False)), False, "reproject_vision", src)
+        w1 = "action_head.action_encoder.W1.W"
+        if w1 not in shapes:
+            raise CheckpointError(f"{src}: the checkpoint has no {w1!r}: not a GR00T N1.6 checkpoint (no action head)")
+        rows = shapes[w1][0]
+        width = int(dit["num_attention_heads"]) * int(dit["attention_head_dim"])
+        if int(cfg["input_embedding_dim"]) != width:
+            raise CheckpointError(f"{src}: input_embedding_dim {cfg['input_embedding_dim']} != DiT heads x head_dim "
+                                  f"{width}")
+        cross = shapes.get("action_head.model.transformer_blocks.0.attn1.to_k.weight")
+        fields: dict[str, Any] = {
+            "horizon": int(cfg["action_horizon"]),
+            "denoising_steps": int(cfg["num_inference_timesteps"]),
+            "num_timestep_buckets": int(cfg["num_timestep_buckets"]),
+            "noise_beta_alpha": float(cfg["noise_beta_alpha"]),
+            "noise_s": float(cfg["noise_s"]),
+            "timestep_freq_shift": 1,
+            "timestep_embed_dim": shapes["action_head.model.timestep_encoder.timestep_embedder.linear_1.weight"][1],
+            "max_state_dim": int(cfg["max_state_dim"]),
+            "max_action_dim": int(cfg["max_action_dim"]),
+            "num_embodiments": rows,
+            "vl_dim": int(cfg["backbone_embedding_dim"]),
+            "cross_attention_dim": cross[1] if cross else int(cfg["backbone_embedding_dim"]),
+            "adapter_layers": 0,          # N1.6: vlln only, no VL self-attention
+            "adapter_heads": 1,
+            "dit_layers": int(dit["num_layers"]),
+            "dit_heads": int(dit["num_attention_heads"]),
+            "dit_head_dim": int(dit["attention_head_dim"]),
+            "dit_output_dim": int(dit["output_dim"]),
+            "hidden_size": int(cfg["hidden_size"]),
+            "max_seq_len": shapes["action_head.position_embedding.weight"][0],
+            "num_future_tokens": 0,
+            "mask_vl_padding": True,
+            "vl_cross_attention": "alternate" if cfg.get("use_alternate_vl_dit", False) else "all",
+            "attend_text_every_n_blocks": int(cfg.get("attend_text_every_n_blocks", 2)),
+            "image_pipeline": "gr00t_n16",
+            "shortest_image_edge": int(cfg.get("shortest_image_edge", 256)),
+            "image_crop_scale": float(cfg.get("crop_fraction", 0.95)),
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "tune_backbone": False,
+        }
+        tags = (aux or {}).get("embodiment_id.json", {})
+        if row is None:
+            if "new_embodiment" not in tags:
+                raise CheckpointError(f"{src}: no embodiment_id.json with a new_embodiment row beside it; give --row")
+            row = "new_embodiment"
+        if isinstance(row, str):
+            if row not in tags:
+                raise CheckpointError(f"--row {row!r} is not in embodiment_id.json (it names {sorted(tags)})")
+            tag, row = row, int(tags[row])
+        else:
+            tag = next((name for name, r in tags.items() if r == row), None)
+        if not 0 <= row < rows:
+            raise CheckpointError(f"--row {row} is outside the checkpoint's {rows} embodiment rows")
+        notes = [f"gr00t_n1_6: {rows} embodiment rows; checkpoint row {row} ({tag or 'unnamed'}) becomes the G1's row",
+                 f"horizon {fields['horizon']}, {fields['dit_layers']} DiT blocks, cross-attention "
+                 f"{fields['vl_cross_attention']}"]
+        if "action_head.mask_token" in shapes:
+            notes.append("action_head.mask_token (training-time state dropout) is not imported")
+        return Translation("gr00t_n1_6", fields, rows, row, notes, tag=tag)
+
+
+FAMILIES = {Gr00tN15.model_type: Gr00tN15, Gr00tN16.model_type: Gr00tN16}
 
 
 def family_of(config: dict[str, Any], src: str = "config.json"):

@@ -25,6 +25,7 @@ from lara_g1.lara.checkpoints.gr00t import (
     BACKBONE_PREFIX,
     HEAD,
     LAM_PREFIX,
+    Gr00tN15,
     Translation,
     family_of,
     head_key,
@@ -33,6 +34,8 @@ from lara_g1.lara.checkpoints.gr00t import (
 from lara_g1.lara.checkpoints.hf import CheckpointError, HFCheckpoint
 
 ASSETS_SUBDIR = "eagle2_hg_model"
+#: checkpoint tensors with no inference role: N1.6's state-dropout token (training only)
+DROPPED = {"action_head.mask_token"}
 LAM_SUBDIR = "latent_motion_tokenizer"
 
 
@@ -49,12 +52,13 @@ class ImportReport:
 def _assets_dir(assets: str | Path | None) -> Path:
     if assets is None:
         raise CheckpointError(f"GR00T ships the Eagle tokenizer and config in its package, not in the checkpoint "
-                              f"(gr00t/model/backbone/{ASSETS_SUBDIR}/): pass --assets DIR")
+                              f"(N1.5: gr00t/model/backbone/{ASSETS_SUBDIR}/, N1.6: "
+                              f"gr00t/model/modules/nvidia/Eagle-Block2A-2B-v2/): pass --assets DIR")
     path = Path(assets)
     if (path / ASSETS_SUBDIR).is_dir():
         path = path / ASSETS_SUBDIR
     if not (path / "config.json").is_file():
-        raise CheckpointError(f"--assets {assets}: no config.json (Eagle 2.5's) there or in {ASSETS_SUBDIR}/")
+        raise CheckpointError(f"--assets {assets}: no config.json (the Eagle config) there or in {ASSETS_SUBDIR}/")
     return path
 
 
@@ -67,14 +71,14 @@ def _swap_rows(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
 
 
 def policy_config(tr: Translation, hf_config: dict[str, Any], embodiment: str, max_text_len: int,
-                  src: str = "config.json"):
-    """The bundle's PolicyConfig: the translated action head on the Eagle backbone ``hf_config``."""
+                  src: str = "config.json", family=Gr00tN15, **overrides: Any):
+    """The bundle's PolicyConfig: the translated action head on the backbone ``hf_config``."""
     from lara_g1.lara.model.config import PolicyConfig
 
     fields: dict[str, Any] = {
-        **tr.fields, "preset": tr.variant, "embodiment": embodiment, "backbone": "eagle",
+        **tr.fields, "preset": tr.variant, "embodiment": embodiment, **family.backbone_fields(hf_config),
         "backbone_select_layer": hf_config["llm_select_layer"], "backbone_hf_config": hf_config,
-        "image_size": hf_config["vision_config"]["image_size"], "max_text_len": max_text_len,
+        "max_text_len": max_text_len, **overrides,
     }
     try:
         return PolicyConfig.from_dict(fields, source=f"the translation of {src}")
@@ -82,27 +86,33 @@ def policy_config(tr: Translation, hf_config: dict[str, Any], embodiment: str, m
         raise CheckpointError(f"{src}: the translated config is not valid: {exc}") from exc
 
 
-def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "g1", row: int | None = None,
+def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "g1", row: int | str | None = None,
                  assets: str | Path | None = None, lam_encoder: str | Path | None = None, no_lam: bool = False,
-                 max_text_len: int = 32, progress: bool = True) -> ImportReport:
+                 max_text_len: int = 32, action_steps: int | None = None, camera_size: tuple[int, int] | None = None,
+                 progress: bool = True) -> ImportReport:
     """Import ``checkpoint`` and write a bundle to ``out``; see the module docstring."""
     from lara_g1.lara.bundle import save_bundle
-    from lara_g1.lara.model.eagle import eagle_config_from_gr00t, eagle_key_map
     from lara_g1.lara.model.policy import LaraPolicy, parameter_counts
     from lara_g1.lara.processing import NormStats
 
     ckpt = HFCheckpoint(checkpoint)
     src = str(ckpt.path / "config.json")
     family = family_of(ckpt.config, src)
-    tr = family.translate(ckpt.config, {n: i.shape for n, i in ckpt.tensors.items()}, row, src)
+    tr = family.translate(ckpt.config, {n: i.shape for n, i in ckpt.tensors.items()}, row, src,
+                          family.read_aux(ckpt.path))
     emb = load_embodiment(embodiment)
     assets_dir = _assets_dir(assets)
     assets_config = json.loads((assets_dir / "config.json").read_text())
     try:
-        hf_config = eagle_config_from_gr00t(ckpt.config, assets_config)
+        hf_config = family.backbone_config(ckpt.config, assets_config)
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: {exc}") from exc
-    config = policy_config(tr, hf_config, embodiment, max_text_len, src)
+    overrides: dict[str, Any] = {}
+    if action_steps is not None:
+        overrides["action_steps"] = action_steps
+    if camera_size is not None:
+        overrides["camera_size"] = list(camera_size)
+    config = policy_config(tr, hf_config, embodiment, max_text_len, src, family, **overrides)
     try:
         policy = LaraPolicy(config, load_backbone_weights=False)
     except ConfigError as exc:
@@ -118,9 +128,11 @@ def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "
             lam_names.add(name)
         elif name.startswith(ALIGN_PREFIX):
             align_names.add(name)
+        elif name in DROPPED:
+            dropped.append(name)
         elif name.startswith(BACKBONE_PREFIX):
             try:
-                target = eagle_key_map(name, select)
+                target = family.backbone_key(name, select)
             except ValueError as exc:
                 raise CheckpointError(f"{ckpt.path}: {exc}") from exc
             if target is None:

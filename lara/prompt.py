@@ -1,4 +1,6 @@
-"""GR00T N1.5's prompt for the Eagle backbone: chat template, image tokens, left padding. numpy only.
+"""GR00T's prompts for the Eagle backbones: chat template, image tokens, left padding. numpy only.
+
+N1.5 (:class:`Gr00tPrompt`, below) and N1.6 (:class:`Gr00tN16Prompt`, at the end of this module).
 
 GR00T's ``Eagle2_5_VLProcessor`` turns one instruction and one frame into (Qwen chat template,
 default system prompt, the frame as ``<image-1>`` then replaced)::
@@ -15,6 +17,7 @@ every engine sees one shape: ``max_len = template_len + instruction budget``, wh
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -102,6 +105,123 @@ class Gr00tPrompt:
                                  f"{self.template_len}-token template ({self.image_tokens} image tokens) the prompt "
                                  f"is {len(row)} tokens, more than max_len {self.max_len} (instruction budget "
                                  f"{self.text_budget}: raise max_text_len or shorten the instruction)")
+            ids[i, self.max_len - len(row):] = row
+            mask[i, self.max_len - len(row):] = 1
+        return ids, mask
+
+
+# ---- GR00T N1.6 -------------------------------------------------------------------------------------------
+
+def formalize_language(text: str) -> str:
+    """GR00T N1.6's ``formalize_language``: lower case, every character that is neither a word
+    character nor whitespace removed ("Pick up the RED cube!" -> "pick up the red cube")."""
+    return re.sub(r"[^\w\s]", "", text.lower())
+
+
+def _n16_views(image_tokens: int | Sequence[int]) -> tuple[int, ...]:
+    views = (int(image_tokens),) if isinstance(image_tokens, (int, np.integer)) else tuple(int(n) for n in image_tokens)
+    if not views or min(views) < 1:
+        raise ValueError(f"every view needs >= 1 image token, got {list(views)}")
+    return views
+
+
+def n16_image_block(index: int, image_tokens: int) -> str:
+    """View ``index`` (1-based) expanded: ``<image k><img>`` + n x ``<IMG_CONTEXT>`` + ``</img>``."""
+    return f"<image {index}>{IMG_START}{IMG_CONTEXT * image_tokens}{IMG_END}"
+
+
+def gr00t_n16_prompt_text(instruction: str, image_tokens: int | Sequence[int]) -> str:
+    """GR00T N1.6's prompt as text (``instruction`` as given, not formalised), image placeholders
+    expanded: the instruction BEFORE the views, no assistant turn."""
+    images = "".join(n16_image_block(k, n) for k, n in enumerate(_n16_views(image_tokens), 1))
+    return f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{instruction}{images}{IM_END}\n"
+
+
+class Gr00tN16Prompt:
+    """Instructions -> ``(input_ids, attention_mask)``, int64 ``[B, max_len]``, GR00T N1.6's layout.
+
+    GR00T N1.6's processor formalises the instruction (:func:`formalize_language`, when
+    ``formalize_language`` is set, as in the release), puts it BEFORE the image(s) in the user turn
+    and adds no assistant turn (Qwen chat template, default system prompt)::
+
+        <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n{instruction}
+        <image 1><img>{<IMG_CONTEXT> x N}</img><|im_end|>\\n
+
+    (one line; ``<image k>`` is plain text, 5 tokens; N = H * W / 784 per view), tokenised with the
+    Qwen3 tokenizer, LEFT-padded with ``<|endoftext|>``. Special tokens take the tokenizer's ids; the
+    text between them is tokenised piece by piece, as the tokenizer splits a text at its special
+    tokens -- ``user\\n{instruction}<image 1>`` is one piece, so the ids are exact even where the
+    tokenizer merges across the instruction's ends. ``image_tokens``: tokens of each view (an int: one
+    view); ``max_len``: the padded total length; ``template_len`` counts every token but the
+    instruction's (23 + N with Qwen3's tokenizer)."""
+
+    def __init__(self, tokenizer, image_tokens: int | Sequence[int], max_len: int, formalize: bool = True):
+        self.tokenizer = tokenizer
+        self.view_tokens = _n16_views(image_tokens)
+        self.image_tokens = sum(self.view_tokens)       # image tokens in one prompt, all views
+        self.max_len = int(max_len)
+        self.formalize = bool(formalize)
+        self.im_start_id, self.im_end_id = _token_id(tokenizer, IM_START), _token_id(tokenizer, IM_END)
+        self.img_start_id, self.img_end_id = _token_id(tokenizer, IMG_START), _token_id(tokenizer, IMG_END)
+        self.image_token_id = _token_id(tokenizer, IMG_CONTEXT)
+        self.pad_id = _token_id(tokenizer, PAD)
+        self.prefix = [self.im_start_id, *self._text(f"system\n{SYSTEM_PROMPT}"), self.im_end_id, *self._text("\n"),
+                       self.im_start_id]
+        # the first view's <img> block; later views add their "<image k>" text before theirs
+        self.images = [self.img_start_id, *[self.image_token_id] * self.view_tokens[0], self.img_end_id]
+        for k, n in enumerate(self.view_tokens[1:], 2):
+            self.images += [*self._text(f"<image {k}>"), self.img_start_id, *[self.image_token_id] * n,
+                            self.img_end_id]
+        self.suffix = [self.im_end_id, *self._text("\n")]
+        self._template_len = len(self._row(""))
+        if self.max_len <= self.template_len:
+            raise ValueError(f"max_len {self.max_len} leaves no room for the instruction: the template alone is "
+                             f"{self.template_len} tokens ({self.image_tokens} of them image tokens)")
+
+    @classmethod
+    def with_text_budget(cls, tokenizer, image_tokens: int | Sequence[int], max_text_len: int,
+                         formalize: bool = True) -> "Gr00tN16Prompt":
+        """A prompt padded to ``template_len + max_text_len`` (``PolicyConfig.max_text_len``)."""
+        probe = cls(tokenizer, image_tokens, 1 << 30, formalize)
+        return cls(tokenizer, image_tokens, probe.template_len + int(max_text_len), formalize)
+
+    @property
+    def template_len(self) -> int:
+        """Tokens of every prompt besides the instruction's (image tokens included)."""
+        return self._template_len
+
+    @property
+    def text_budget(self) -> int:
+        """The most instruction tokens a prompt can hold."""
+        return self.max_len - self.template_len
+
+    def _text(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def _row(self, language: str) -> list[int]:
+        return self.prefix + self._text(f"user\n{language}<image 1>") + self.images + self.suffix
+
+    def language(self, instruction: str) -> str:
+        """The instruction as it enters the prompt (formalised when ``formalize``)."""
+        return formalize_language(instruction) if self.formalize else instruction
+
+    def text(self, instruction: str) -> str:
+        return gr00t_n16_prompt_text(self.language(instruction), self.view_tokens)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids i64 [B, max_len], attention_mask i64 [B, max_len])``, left-padded; an
+        instruction longer than :attr:`text_budget` tokens raises ``ValueError``."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of instructions, not one string")
+        ids = np.full((len(texts), self.max_len), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), self.max_len), dtype=np.int64)
+        for i, text in enumerate(texts):
+            row = self._row(self.language(text))
+            if len(row) > self.max_len:
+                raise ValueError(f"instruction {i} ({text[:60]!r}) is {len(row) - self.template_len} tokens; with "
+                                 f"the {self.template_len}-token template ({self.image_tokens} image tokens) the "
+                                 f"prompt is {len(row)} tokens, more than max_len {self.max_len} (instruction "
+                                 f"budget {self.text_budget}: raise max_text_len or shorten the instruction)")
             ids[i, self.max_len - len(row):] = row
             mask[i, self.max_len - len(row):] = 1
         return ids, mask

@@ -1,6 +1,6 @@
 """Vision-language backbones: frame + instruction tokens -> VL tokens ``[B, N, vl_dim]``.
 
-Two implementations behind one call signature ``(pixel_values, input_ids, attention_mask)``:
+Three implementations behind one call signature ``(pixel_values, input_ids, attention_mask)``:
 
 - :class:`StandInBackbone` (``tiny``/``small``): a patch ViT over the frame and an embedding
   of the byte-level instruction tokens (:class:`lara_g1.lara.processing.ByteTokenizer`), mixed by a
@@ -11,6 +11,8 @@ Two implementations behind one call signature ``(pixel_values, input_ids, attent
   ``backbone_select_layer`` layers with its final RMSNorm kept, so the features are exactly
   GR00T's (N1.5: norm of layer 12's output, 2048-d). Config and checkpoint names:
   :mod:`lara_g1.lara.model.eagle`; the prompt: :mod:`lara_g1.lara.prompt`.
+- ``Eagle3Backbone`` (``eagle3``): GR00T N1.6's Eagle 3 VL backbone (SigLIP2, 2x2 pixel unshuffle,
+  MLP projector, Qwen3), in :mod:`lara_g1.lara.model.eagle3`.
 """
 from __future__ import annotations
 
@@ -185,4 +187,8 @@ class EagleBackbone(nn.Module):
 def build_backbone(config: PolicyConfig, load_weights: bool = True) -> nn.Module:
     if config.backbone == "standin":
         return StandInBackbone(config)
+    if config.backbone == "eagle3":     # GR00T N1.6's Eagle 3 VL: lara_g1.lara.model.eagle3
+        from lara_g1.lara.model.eagle3 import Eagle3Backbone
+
+        return Eagle3Backbone.from_config(config, load_weights=load_weights)
     return EagleBackbone.from_config(config, load_weights=load_weights)

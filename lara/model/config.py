@@ -118,6 +118,11 @@ class PolicyConfig(ConfigModel):
         return self.dit_heads * self.dit_head_dim
 
     @property
+    def uses_hf_tokenizer(self) -> bool:
+        """The Eagle backbones read a transformers tokenizer (a bundle's ``tokenizer/``); the stand-in reads bytes."""
+        return self.backbone in ("eagle", "eagle3")
+
+    @property
     def align_block(self) -> int:
         """The 0-based DiT block whose output the alignment reads (13 of 16 with -3); -1 = the DiT input."""
         return self.align_hidden_layer % (self.dit_layers + 1) - 1
@@ -169,4 +174,10 @@ class PolicyConfig(ConfigModel):
                                  f"{self.image_size}")
         elif self.backbone_select_layer <= 0:
             raise ValueError(f"backbone_select_layer must be >= 1, got {self.backbone_select_layer}")
+        if self.image_pipeline == "gr00t_n16" and self.backbone != "eagle3":
+            raise ValueError(f"image_pipeline 'gr00t_n16' makes non-square images (sides multiples of 28) that only "
+                             f"backbone 'eagle3' takes; backbone is {self.backbone!r}")
+        if self.backbone == "eagle3" and self.image_pipeline == "resize" and self.image_size % 28:
+            raise ValueError(f"backbone 'eagle3' takes images whose sides are multiples of 28 (patch 14, 2x2 "
+                             f"unshuffle); image_size is {self.image_size}")
         return self

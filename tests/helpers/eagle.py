@@ -10,6 +10,11 @@ it gives the fixture's ``input_ids`` for its prompts. Special tokens (compact id
 ``<|endoftext|>`` 29: 151643, ``<|im_start|>`` 30: 151644, ``<|im_end|>`` 31: 151645,
 ``<IMG_CONTEXT>`` 32: 151669, ``<img>`` 33: 151670, ``</img>`` 34: 151671. A word outside the
 vocabulary becomes ``<|endoftext|>`` (id 29, still inside the tiny LLM's embedding table).
+
+GR00T N1.6 (``tests/data/gr00t_n16_tiny``): :func:`tiny_n16_tokenizer` does the same over that
+fixture's own 31-token ``vocab_map`` (:data:`N16_FIXTURE_VOCAB`; ``<|endoftext|>`` 25: 151643,
+``<|im_start|>`` 26, ``<|im_end|>`` 27, ``<IMG_CONTEXT>`` 28: 151669, ``<img>`` 29, ``</img>`` 30), and
+:func:`write_gr00t_n16_assets` writes a GR00T N1.6-style ``Eagle-Block2A-2B-v2`` assets directory.
 """
 from __future__ import annotations
 
@@ -96,4 +101,73 @@ def eagle_config(path: Path | None = None, **overrides) -> PolicyConfig:
         fields["backbone_hf_config"] = eagle_config_from_gr00t(fixture_gr00t_config(), fixture_eagle_config())
     else:
         fields["backbone_path"] = str(path)
+    return PolicyConfig.from_preset("tiny", **{**fields, **overrides})
+
+
+# ---- GR00T N1.6 (tests/data/gr00t_n16_tiny) ----------------------------------------------------------------
+
+N16_DIR = Path(__file__).resolve().parents[1] / "data" / "gr00t_n16_tiny"
+N16_EAGLE_DIR = N16_DIR / "eagle"
+N16_PROCESSOR_DIR = N16_DIR / "processor"
+#: compact id -> (token text, real Qwen3 id); the real ids are the N1.6 fixture's vocab_map
+N16_FIXTURE_VOCAB = [
+    (".", 13), ("1", 16), ("<", 27), (">", 29), ("\n", 198), (" ", 220), (" a", 264), (" the", 279),
+    (" in", 304), (" it", 432), (" are", 525), (" up", 705), ("user", 872), (" then", 1221), ("image", 1805),
+    (" put", 2182), (" red", 2518), ("You", 2610), ("system", 8948), (" helpful", 10950), (" assistant", 17847),
+    (" bowl", 19212), (" cube", 23739), ("pick", 29245), ("wave", 30398),
+    ("<|endoftext|>", 151643), ("<|im_start|>", 151644), ("<|im_end|>", 151645),
+    ("<IMG_CONTEXT>", 151669), ("<img>", 151670), ("</img>", 151671),
+]
+N16_COMPACT_IDS = {text: i for i, (text, _) in enumerate(N16_FIXTURE_VOCAB)}
+N16_IMAGE_TOKEN = N16_COMPACT_IDS["<IMG_CONTEXT>"]   # 28, the N1.6 Eagle config's image_token_index
+N16_PAD_TOKEN = N16_COMPACT_IDS["<|endoftext|>"]     # 25
+N16_SELECT_LAYER = 2                                 # the N1.6 fixture's select_layer
+N16_ASSETS_SUBDIR = "Eagle-Block2A-2B-v2"            # where GR00T N1.6 keeps the Eagle config + tokenizer
+
+
+def tiny_n16_tokenizer():
+    """A ``PreTrainedTokenizerFast`` over :data:`N16_FIXTURE_VOCAB` (31 tokens, GR00T's special tokens)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {text: i for i, (text, _) in enumerate(N16_FIXTURE_VOCAB)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   padding_side="left")
+
+
+def fixture_n16_eagle_config() -> dict:
+    """The N1.6 fixture's Eagle 3 ``config.json`` (GR00T's ``Eagle-Block2A-2B-v2/config.json`` format)."""
+    return json.loads((N16_EAGLE_DIR / "config.json").read_text())
+
+
+def fixture_n16_gr00t_config() -> dict:
+    """The N1.6 fixture's GR00T ``config.json`` (``select_layer`` 2, ``backbone_embedding_dim`` 48)."""
+    return json.loads((N16_DIR / "config.json").read_text())
+
+
+def write_gr00t_n16_assets(path: Path) -> Path:
+    """A GR00T N1.6-style assets directory ``path/Eagle-Block2A-2B-v2`` (the fixture's Eagle 3
+    ``config.json`` + :func:`tiny_n16_tokenizer`); returns that directory."""
+    out = Path(path) / N16_ASSETS_SUBDIR
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(N16_EAGLE_DIR / "config.json", out / "config.json")
+    tiny_n16_tokenizer().save_pretrained(str(out))
+    return out
+
+
+def n16_eagle_config(**overrides) -> PolicyConfig:
+    """The tiny preset on the N1.6 fixture's Eagle 3 backbone from its stored config (random weights
+    until loaded): LLM 48 wide, features of layer 2, GR00T N1.6's image chain at the fixture's sizes
+    (40 x 60 camera -> 56 x 84 pixels, 6 image tokens), 11 instruction tokens (prompt length 40),
+    GR00T N1.6's alternating text/image cross-attention."""
+    from lara_g1.lara.model.eagle3 import eagle3_config_from_gr00t
+
+    fields = {"backbone": "eagle3", "backbone_select_layer": N16_SELECT_LAYER, "vl_dim": 48, "cross_attention_dim": 48,
+              "backbone_hf_config": eagle3_config_from_gr00t(fixture_n16_gr00t_config(), fixture_n16_eagle_config()),
+              "image_pipeline": "gr00t_n16", "camera_size": [40, 60], "shortest_image_edge": 56,
+              "image_crop_scale": 0.95, "tune_backbone": False, "max_text_len": 11, "mask_vl_padding": True,
+              "vl_cross_attention": "alternate"}
     return PolicyConfig.from_preset("tiny", **{**fields, **overrides})

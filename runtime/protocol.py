@@ -9,6 +9,8 @@ A second, unversioned dialect is understood for clients written against Isaac-GR
 "state.<group>": .., "annotation...": [..]}}`` with arrays as ``{"__ndarray_class__": true,
 "as_npy": <.npy bytes>}``. Its keys map onto the embodiment's joint groups (``state.left_arm`` is
 the ``left_arm`` slice of our 28-D vector, and so on), so no joint layout is written down here.
+GR00T N1.6's ``PolicyClient`` (nested observation, ``[action, info]`` replies) is read by
+:mod:`lara_g1.runtime.gr00t_dialect` on the same socket.
 
 Everything in this module is pure (no sockets): the server and client both build on it.
 """

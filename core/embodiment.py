@@ -183,5 +183,7 @@ def load_embodiment_file(path: str | Path) -> Embodiment:
 
 @lru_cache(maxsize=None)
 def load_embodiment(name: str = "g1") -> Embodiment:
-    """The bundled embodiment ``name`` (``configs/embodiment/<name>.yaml``), validated."""
+    """The bundled embodiment ``name`` (``configs/embodiment/<name>.yaml``), validated. A name ending in
+    ``.yaml``/``.yml`` is a file path instead (the config system's one path rule): an embodiment that
+    is not shipped, e.g. a test's (``PolicyConfig.embodiment`` may be such a path)."""
     return load_config(EmbodimentFile, name, bundled="embodiment/{name}.yaml", kind="embodiment").build()

@@ -5,7 +5,8 @@ Layout (docs/POLICY.md, "The policy bundle")::
     config.json        format_version, lara_version, model_id, policy (PolicyConfig), embodiment
                        (its layout at save time), instructions, weights_sha256, extra
     model.safetensors  the policy's state_dict (backbone included, so serving needs no download)
-    stats.json         normalisation statistics (lara.processing.NormStats, q01/q99)
+    stats.json         normalisation statistics (lara.processing.NormStats, q01/q99; per-step
+                       relative-action statistics when the config has relative action groups)
     tokenizer/         the transformers tokenizer (Eagle backbone only)
     lam/               the latent action model (training only): model.safetensors + config.json
                        (format_version, class, config); lara.lam.io.load_lam reads it
@@ -123,7 +124,7 @@ def save_bundle(path: str | Path, policy: LaraPolicy, config: PolicyConfig, stat
     _save_tensors(weights, policy)
     digest = _sha256(weights)
     _write_json(path / STATS_FILE, stats.to_dict())
-    if config.backbone == "eagle":
+    if config.uses_hf_tokenizer:
         if tokenizer is None:
             if not config.backbone_path:
                 raise BundleError("an Eagle-backbone bundle needs its tokenizer: pass tokenizer= or set backbone_path")
@@ -172,8 +173,9 @@ class PolicyBundle:
         return next(self.policy.parameters()).device
 
     def infer(self, observations: Sequence[Observation], noise: np.ndarray | None = None) -> np.ndarray:
-        """Action chunks ``[B, H, 28]`` float32 in embodiment units. ``noise``: ``[B, H, max_action_dim]``
-        standard normal; None draws fresh noise."""
+        """Action chunks ``[B, S, 28]`` float32 in embodiment units, S = ``action_steps`` (None: the
+        horizon H). ``noise``: ``[B, H, max_action_dim]`` standard normal; None draws fresh noise.
+        Relative action groups decode against the observations' states."""
         inputs = self.preprocessor(observations)
         cfg, batch = self.config, len(observations)
         shape = (batch, cfg.horizon, cfg.max_action_dim)
@@ -186,12 +188,13 @@ class PolicyBundle:
         with torch.inference_mode():
             actions = self.policy(t["pixel_values"], t["input_ids"], t["attention_mask"], t["state"],
                                   t["embodiment_id"], torch.from_numpy(noise).to(self.device))
-        return self.preprocessor.postprocess(actions.float().cpu().numpy())
+        return self.preprocessor.postprocess(actions.float().cpu().numpy(), self.preprocessor.raw_states(observations))
 
     def sample_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str | None = None,
                      noise: np.ndarray | None = None) -> np.ndarray:
-        """One chunk ``[H, 28]`` float32 from one frame of the bundle's camera, the 28-D state and an
-        instruction (None: the default). ``noise``: ``[H, 32]`` or ``[1, H, 32]``."""
+        """One chunk ``[S, 28]`` float32 (S = ``action_steps``, None: the horizon H) from one frame of the
+        bundle's camera, the 28-D state and an instruction (None: the default). ``noise``: ``[H, 32]``
+        or ``[1, H, 32]``."""
         if noise is not None:
             noise = np.asarray(noise, dtype=np.float32)
             if noise.ndim == 2:
@@ -292,7 +295,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> PolicyB
     except StatsError as exc:
         raise BundleError(f"{path / STATS_FILE}: {exc}") from exc
     tokenizer = None
-    if config.backbone == "eagle":
+    if config.uses_hf_tokenizer:
         tok_dir = path / TOKENIZER_DIR
         if not tok_dir.is_dir():
             raise BundleError(f"{tok_dir}: missing (the Eagle backbone's tokenizer)")
@@ -319,4 +322,5 @@ def create_random_bundle(path: str | Path, preset: str = "tiny", seed: int = 0, 
         torch.manual_seed(seed)
         policy = LaraPolicy(config)
     embodiment = load_embodiment(config.embodiment)
-    return save_bundle(path, policy, config, NormStats.from_embodiment(embodiment), extra={"untrained": True, "seed": seed})
+    stats = NormStats.from_embodiment(embodiment, config.relative_action_groups, steps=config.horizon)
+    return save_bundle(path, policy, config, stats, extra={"untrained": True, "seed": seed})

@@ -39,9 +39,11 @@ class ParityReport:
         return max(self.backbone, self.action_head, self.chunk)
 
 
-def random_observations(embodiment: Embodiment, camera: str, batch: int, rng: np.random.Generator) -> list[Observation]:
-    """Observations with random frames (random size), states inside the joint limits, mixed instructions."""
-    h, w = int(rng.integers(96, 320)), int(rng.integers(96, 320))
+def random_observations(embodiment: Embodiment, camera: str, batch: int, rng: np.random.Generator,
+                        size: tuple[int, int] | None = None) -> list[Observation]:
+    """Observations with random frames (random size, or ``size`` [H, W] for pipelines that take only the
+    camera's own size), states inside the joint limits, mixed instructions."""
+    h, w = size or (int(rng.integers(96, 320)), int(rng.integers(96, 320)))
     out = []
     for i in range(batch):
         image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -55,7 +57,9 @@ def random_inputs(preprocessor: Preprocessor, horizon: int, max_action_dim: int,
                   seed: int | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Preprocessed fresh random observations and flow noise of ``batch`` samples."""
     rng = np.random.default_rng(seed)
-    obs = random_observations(preprocessor.embodiment, preprocessor.camera, batch, rng)
+    cfg = preprocessor.config
+    size = tuple(cfg.camera_size) if cfg.image_pipeline == "gr00t_n16" else None
+    obs = random_observations(preprocessor.embodiment, preprocessor.camera, batch, rng, size)
     noise = make_noise(batch, horizon, max_action_dim, seed=int(rng.integers(2**31)))
     return preprocessor(obs), noise
 

@@ -31,8 +31,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def metadata(self) -> dict[str, Any]:
         """embodiment (Embodiment.to_dict(); its ``dim`` is the action_dim of the chunks ``infer``
-        returns), horizon, denoising_steps, max_action_dim (the model's padded width, that of
-        ``noise``), cameras {name: [H, W]}, default_instruction, model_id, engine."""
+        returns), horizon (the model's chunk length, that of ``noise``), action_steps (optional: the
+        steps ``infer`` returns, the first of the chunk; absent: horizon), denoising_steps,
+        max_action_dim (the model's padded width, that of ``noise``), cameras {name: [H, W]},
+        default_instruction, model_id, engine."""
 
     def close(self) -> None:  # engines holding devices or sessions release them here
         pass

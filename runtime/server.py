@@ -7,6 +7,9 @@ window for more (only while other recently active clients could still send), dro
 deadline passed (``deadline``, never computed), calls ``engine.infer`` once for the batch and sends
 each job its own slice back through an inproc pipe to the I/O thread. A message that cannot be
 parsed gets an error reply to its sender only; nobody else notices.
+
+The same socket answers Isaac-GR00T's clients: a message without ``"v"`` is a GR00T request, read
+as N1.5 (``protocol``) or N1.6 (``gr00t_dialect``) by its shape.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from lara_g1.core.observation import Observation, make_noise
+from lara_g1.runtime import gr00t_dialect as G16
 from lara_g1.runtime import protocol as P
 from lara_g1.runtime.engine import Engine
 from lara_g1.runtime.metrics import ServingMetrics
@@ -37,6 +41,8 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _ACTIVE_CLIENT_S = 2.0      # a client that sent infer this recently may join the current batch
 _SESSION_IDLE_S = 600.0     # per-client state of a silent client is forgotten after this
 _MAX_SESSIONS = 4096
+# GR00T-style endpoints, N1.5 (ExternalRobotInferenceClient) and N1.6 (PolicyClient) together
+_GROOT_ENDPOINTS = tuple(dict.fromkeys(P.GROOT_ENDPOINTS + G16.ENDPOINTS))
 
 
 def is_loopback(bind: str) -> bool:
@@ -60,6 +66,7 @@ class ClientSession:
     errors: int = 0
     last_request_id: Any = None
     last_infer: float = 0.0
+    gr00t_n16: bool = False  # this connection sent a request only GR00T N1.6's PolicyClient sends
 
 
 @dataclass
@@ -73,6 +80,7 @@ class _Job:
     deadline: float | None = None   # monotonic
     groot: bool = False
     groot_batched: bool = False
+    gr00t_n16: bool = False         # reply [action, info] (GR00T N1.6 PolicyClient)
     frame: tuple[str, Any] | None = None  # (camera, JPEG bytes or RGB array) for the dashboard
     client: bytes = b""
     answered: bool = False
@@ -94,12 +102,18 @@ class PolicyServer:
     ``max_batch``: observations per engine call; ``batch_window_ms``: how long the worker waits
     for more requests once it holds one; ``queue_size``: pending infer requests before ``busy``.
     A non-loopback ``bind`` without a token raises ``ValueError`` unless ``insecure``.
+    ``gr00t_modality_config``: the form (``"n1.5"`` or ``"n1.6"``) of the GR00T
+    ``get_modality_config`` reply for a connection that has not yet sent an N1.6-only request
+    (N1.5 and N1.6 clients send that request identically but decode the reply differently).
     """
 
     def __init__(self, engine: Engine, bind: str = "tcp://127.0.0.1:5555", token: str | None = None,
                  max_batch: int = 8, batch_window_ms: float = 2.0, queue_size: int = 64, *,
                  insecure: bool = False, max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES,
-                 metrics: ServingMetrics | None = None, seed: int | None = None):
+                 metrics: ServingMetrics | None = None, seed: int | None = None,
+                 gr00t_modality_config: str = "n1.5"):
+        if gr00t_modality_config not in ("n1.5", "n1.6"):
+            raise ValueError(f"gr00t_modality_config must be 'n1.5' or 'n1.6', not {gr00t_modality_config!r}")
         if max_batch < 1 or queue_size < 1 or batch_window_ms < 0:
             raise ValueError("max_batch and queue_size must be >= 1 and batch_window_ms >= 0")
         if token is not None and not token:
@@ -114,6 +128,7 @@ class PolicyServer:
         self.max_batch = max_batch
         self.batch_window_s = batch_window_ms / 1000.0
         self.max_message_bytes = max_message_bytes
+        self.gr00t_modality_config = gr00t_modality_config
         self.metrics = metrics or ServingMetrics()
 
         meta = engine.metadata
@@ -123,7 +138,9 @@ class PolicyServer:
         # gets back. The model works padded to max_action_dim (32): that is the noise's width.
         self.state_dim = self.action_dim = int(self.embodiment["dim"])
         self.cameras = list(meta["cameras"])
-        self.horizon = int(meta["horizon"])
+        self.horizon = int(meta["horizon"])   # the model's chunk: the noise's length
+        # the steps served (GR00T N1.6 serves the first action_steps of its chunk): the chunk clients get
+        self.action_steps = int(meta.get("action_steps") or self.horizon)
         self.max_action_dim = int(meta["max_action_dim"])
         self.model_id = str(meta["model_id"])
         self.engine_kind = str(meta.get("engine", getattr(engine, "kind", "?")))
@@ -213,7 +230,7 @@ class PolicyServer:
             "joint_units": {g: u for g, (_s, _e, u) in emb["groups"].items()},
             "state_dim": self.state_dim,
             "action_dim": self.action_dim,
-            "action_horizon": self.horizon,
+            "action_horizon": self.action_steps,
             "denoising_steps": int(self._meta.get("denoising_steps", 0)),
             "cameras": {c: list(hw) for c, hw in self._meta["cameras"].items()},
             "default_instruction": self._meta.get("default_instruction"),
@@ -323,7 +340,7 @@ class PolicyServer:
             session.last_request_id = request.request_id
             self._check_token(request)
             P.check_arrays(request)
-            known = P.GROOT_ENDPOINTS if request.groot else P.ENDPOINTS
+            known = _GROOT_ENDPOINTS if request.groot else P.ENDPOINTS
             self.metrics.record_request(request.endpoint if request.endpoint in known else "unknown")
             reply = self._dispatch(request, envelope, client, session, t0)
         except P.ProtocolError as exc:
@@ -357,10 +374,15 @@ class PolicyServer:
     def _dispatch(self, req: P.Request, envelope: list[bytes], client: bytes, session: ClientSession,
                   t0: float) -> bytes | None:
         if req.groot:
+            if G16.is_n16(req.endpoint, req.data):
+                session.gr00t_n16 = True
+                return self._dispatch_n16(req, envelope, client, session, t0)
             if req.endpoint == "ping":
                 return P.pack_groot({"status": "ok", "message": "Server is running"})
             if req.endpoint == "get_modality_config":
-                return P.pack_groot(P.groot_modality_config(self.embodiment, self.cameras, self.horizon))
+                if session.gr00t_n16 or self.gr00t_modality_config == "n1.6":
+                    return P.pack_groot(G16.modality_config(self.embodiment, self.cameras, self.action_steps))
+                return P.pack_groot(P.groot_modality_config(self.embodiment, self.cameras, self.action_steps))
             if req.endpoint == "get_action":
                 observations, batched = P.parse_groot_observation(req.data, self.embodiment, self.cameras)
                 cam = self.cameras[0]
@@ -369,7 +391,7 @@ class PolicyServer:
                            frame=(cam, observations[0].images[cam]), client=client)
                 return self._enqueue(job, session)
             raise P.ProtocolError(P.UNKNOWN_ENDPOINT, f"unknown endpoint {req.endpoint!r}; GR00T-style "
-                                                      f"endpoints: {list(P.GROOT_ENDPOINTS)}")
+                                                      f"endpoints: {list(_GROOT_ENDPOINTS)}")
         rid = req.request_id
         if req.endpoint == "ping":
             return P.pack(P.ok_reply(rid, {"server_time": time.time()}))
@@ -395,6 +417,23 @@ class PolicyServer:
             return self._enqueue(job, session)
         raise P.ProtocolError(P.UNKNOWN_ENDPOINT, f"unknown endpoint {req.endpoint!r}; endpoints: "
                                                   f"{list(P.ENDPOINTS)}", rid)
+
+    def _dispatch_n16(self, req: P.Request, envelope: list[bytes], client: bytes, session: ClientSession,
+                      t0: float) -> bytes | None:
+        """GR00T N1.6 ``get_action`` and ``reset`` (runtime.gr00t_dialect)."""
+        if req.endpoint == "get_action":
+            observations, seeds = G16.parse_get_action(req.data, self.embodiment, self.cameras, self.max_batch)
+            cam = self.cameras[0]
+            job = _Job(envelope, None, observations, seeds, t0, (time.monotonic() - t0) * 1000.0,
+                       groot=True, gr00t_n16=True, frame=(cam, observations[0].images[cam]), client=client)
+            return self._enqueue(job, session)
+        G16.parse_reset(req.data)  # reset: forget this connection's state, as our own reset does,
+        with self._sessions_lock:  # but remember the dialect it speaks
+            self._sessions.pop(client, None)
+        with self._active_lock:
+            self._active.pop(client, None)
+        self._session(client, t0).gr00t_n16 = True
+        return P.pack_groot({})
 
     def _enqueue(self, job: _Job, session: ClientSession) -> bytes | None:
         now = time.monotonic()
@@ -515,7 +554,9 @@ class PolicyServer:
             done = time.monotonic()
             timing = {"decode": job.decode_ms, "queue": (started - job.received) * 1000.0, **engine_ms,
                       "server": (done - job.received) * 1000.0}
-            if job.groot:
+            if job.gr00t_n16:
+                payload = P.pack_groot(G16.action_reply(chunk, self.embodiment, timing, self.model_id))
+            elif job.groot:
                 payload = P.pack_groot(P.groot_actions(chunk, self.embodiment, job.groot_batched))
             else:
                 payload = P.pack(P.ok_reply(job.request_id, P.infer_result(chunk[0], timing, self.model_id)))
@@ -537,9 +578,9 @@ class PolicyServer:
         started = time.monotonic()
         result = self.engine.infer(observations, noise=noise)
         actions = np.asarray(result.actions, dtype=np.float32)
-        if actions.shape != (len(observations), self.horizon, self.action_dim):
+        if actions.shape != (len(observations), self.action_steps, self.action_dim):
             raise RuntimeError(f"engine returned actions of shape {actions.shape}, expected "
-                               f"{(len(observations), self.horizon, self.action_dim)}")
+                               f"{(len(observations), self.action_steps, self.action_dim)}")
         engine_ms = {("engine" if k == "total" else k): float(v) for k, v in result.timing_ms.items()}
         engine_ms.setdefault("engine", (time.monotonic() - started) * 1000.0)
         return actions, engine_ms, started

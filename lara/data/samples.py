@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.lara.data.format import DatasetFormatError
 from lara_g1.lara.data.lerobot import DEFAULT_FRAME_CACHE_BYTES, LeRobotDataset
-from lara_g1.lara.data.stats import Stats
+from lara_g1.lara.data.stats import Stats, relative_action_stats
 
 
 def available_memory_bytes() -> int | None:
@@ -109,6 +109,11 @@ class LaraSampleDataset(Dataset):
     @property
     def stats(self) -> Stats:
         return self.dataset.stats
+
+    def relative_action_stats(self, columns: slice) -> dict[str, np.ndarray]:
+        """Per-step statistics ``[horizon, width]`` of the relative targets ``a[t + k] - s[t]`` over
+        ``columns`` (a joint group) in these samples' chunks (:func:`lara.data.stats.relative_action_stats`)."""
+        return relative_action_stats(zip(self._states, self._actions), self.horizon, columns)
 
     @property
     def instructions(self) -> list[str]:

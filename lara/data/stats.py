@@ -10,6 +10,7 @@ recording was split into sessions.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -35,6 +36,27 @@ def compute_stats(values: np.ndarray) -> dict[str, np.ndarray]:
     out = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
            "count": np.array([x.shape[0]])}
     out.update({name: qs[i] for i, name in enumerate(QUANTILES)})
+    return out
+
+
+def relative_action_stats(episodes: Iterable[tuple[np.ndarray, np.ndarray]], horizon: int,
+                          columns: slice) -> dict[str, np.ndarray]:
+    """Per-step stats of relative actions (GR00T N1.6's RELATIVE keys): for every frame t of every
+    episode ``(states [T, D], actions [T, D])`` and every chunk step k < ``horizon``,
+    ``actions[min(t + k, T - 1)] - states[t]`` over ``columns``, the chunk clamped at the episode's
+    end as the training sampler does. Each statistic ``[horizon, width]`` (``count``: ``[n]``)."""
+    if not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    per_step: list[list[np.ndarray]] = [[] for _ in range(horizon)]
+    for states, actions in episodes:
+        states = np.asarray(states, np.float64)[:, columns]
+        actions = np.asarray(actions, np.float64)[:, columns]
+        t = np.arange(len(states))
+        for k in range(horizon):
+            per_step[k].append(actions[np.minimum(t + k, len(states) - 1)] - states)
+    steps = [compute_stats(np.concatenate(chunks)) for chunks in per_step]
+    out = {key: np.stack([s[key] for s in steps]) for key in steps[0] if key != "count"}
+    out["count"] = steps[0]["count"]
     return out
 
 

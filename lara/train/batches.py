@@ -72,7 +72,9 @@ class BatchCollator:
                                     instruction=it["instruction"]) for it in items]
         batch.update(self.preprocessor(observations))
         actions = np.stack([np.asarray(it["actions"], dtype=np.float32) for it in items])
-        batch["actions"] = self.preprocessor.normalize_actions(actions)
+        states = np.stack([np.asarray(it["state"], dtype=np.float32) for it in items])
+        # relative action groups learn a[t + k] - s[t]: the chunk's raw starting state
+        batch["actions"] = self.preprocessor.normalize_actions(actions, states)
         batch["action_mask"] = np.stack([np.asarray(it["action_mask"], dtype=bool) for it in items])
         return batch
 

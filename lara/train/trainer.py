@@ -269,7 +269,7 @@ def train(settings: TrainSettings) -> Path:
 
 def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     from lara_g1.lara.data.samples import LaraSampleDataset
-    from lara_g1.lara.processing import NormStats, Preprocessor
+    from lara_g1.lara.processing import FeatureStats, NormStats, Preprocessor
 
     if not s.dataset.is_dir():
         raise TrainError(f"--dataset {s.dataset} is not a directory")
@@ -286,6 +286,12 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     stats = None
     if m.policy is not None:
         stats = NormStats.from_dict(dataset.stats, m.policy.embodiment.dim)
+        # relative action groups (GR00T N1.6): per-step stats of a[t + k] - s[t] over the training chunks
+        # (a group the embodiment lacks is left to the Preprocessor, which names it)
+        groups = {g.name: g for g in m.policy.embodiment.groups}
+        stats.relative = {name: FeatureStats.from_dict(dataset.relative_action_stats(groups[name].slice),
+                                                       groups[name].size, f"relative/{name}", steps=m.config.horizon)
+                          for name in m.config.relative_action_groups if name in groups}
         preprocessor = Preprocessor(m.config, stats, m.tokenizer)
 
     objective = JointObjective(m.policy, m.lam, m.align,

@@ -44,7 +44,7 @@ def load_bundle_spec(bundle_path: str | Path) -> BundleSpec:
     except (json.JSONDecodeError, StatsError) as exc:
         raise BundleError(f"{stats_path}: {exc}") from exc
     tokenizer = None
-    if config.backbone == "eagle":
+    if config.uses_hf_tokenizer:
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR))
     return BundleSpec(path=path, config=config, preprocessor=Preprocessor(config, stats, tokenizer),

@@ -42,7 +42,13 @@ class BundleSpec:
 
     @property
     def horizon(self) -> int:
+        """The model's chunk length: that of the flow noise and of the action head's output."""
         return int(self.config.horizon)
+
+    @property
+    def action_steps(self) -> int:
+        """The steps served, the first of each chunk (``PolicyConfig.action_steps``; None: the horizon)."""
+        return int(self.config.action_steps or self.config.horizon)
 
     @property
     def max_action_dim(self) -> int:
@@ -80,7 +86,9 @@ class PipelineEngine(Engine):
         t1 = time.perf_counter()
         actions, stage_ms = self.run_model(inputs, noise)
         t2 = time.perf_counter()
-        out = np.ascontiguousarray(self.spec.preprocessor.postprocess(actions), dtype=np.float32)
+        # the observations' raw states: relative action groups decode against the last measured state
+        states = self.spec.preprocessor.raw_states(observations)
+        out = np.ascontiguousarray(self.spec.preprocessor.postprocess(actions, states), dtype=np.float32)
         t3 = time.perf_counter()
         timing = {"preprocess": (t1 - t0) * 1e3, **stage_ms,
                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
@@ -104,9 +112,12 @@ class PipelineEngine(Engine):
         return {
             "embodiment": self.spec.embodiment.to_dict(),
             "horizon": self.spec.horizon,
+            "action_steps": self.spec.action_steps,
             "denoising_steps": int(cfg.denoising_steps),
             "max_action_dim": self.spec.max_action_dim,
-            "cameras": {name: [size, size] for name in cfg.cameras},
+            # the frame size the model takes: any size is resized, except by GR00T N1.6's pipeline
+            "cameras": {name: (list(cfg.camera_size) if cfg.image_pipeline == "gr00t_n16" else [size, size])
+                        for name in cfg.cameras},
             "default_instruction": cfg.default_instruction,
             "model_id": self.spec.model_id,
             "engine": self.kind,

@@ -132,6 +132,11 @@ class Gr00tN15:
         return {"backbone": "eagle", "image_size": hf_config["vision_config"]["image_size"]}
 
     @staticmethod
+    def processing(aux: dict[str, Any], tag: str | None, embodiment) -> tuple[dict[str, Any], dict | None]:
+        """Processing fields and statistics for the embodiment: N1.5 leaves lara-g1's defaults."""
+        return {}, None
+
+    @staticmethod
     def backbone_key(name: str, select_layer: int) -> str | None:
         from lara_g1.lara.model.eagle import eagle_key_map
 
@@ -242,6 +247,18 @@ class Gr00tN16:
         return {"backbone": "eagle3"}
 
     @staticmethod
+    def processing(aux: dict[str, Any], tag: str | None, embodiment) -> tuple[dict[str, Any], dict | None]:
+        """The checkpoint's own processing of ``tag`` when it describes our joint groups, else N1.6's
+        recipe for joint-space arms on the groups the embodiment has (:data:`G1_N16_PROCESSING`)."""
+        groups = [g.name for g in embodiment.groups]
+        fields, stats = n16_processing(aux, tag, groups, embodiment.dim)
+        if fields:
+            return fields, stats
+        own = set(groups)
+        return {"normalization": {g: m for g, m in G1_N16_PROCESSING["normalization"].items() if g in own},
+                "relative_action_groups": [g for g in G1_N16_PROCESSING["relative_action_groups"] if g in own]}, None
+
+    @staticmethod
     def backbone_key(name: str, select_layer: int) -> str | None:
         from lara_g1.lara.model.eagle3 import eagle3_key_map
 
@@ -319,6 +336,64 @@ class Gr00tN16:
         if "action_head.mask_token" in shapes:
             notes.append("action_head.mask_token (training-time state dropout) is not imported")
         return Translation("gr00t_n1_6", fields, rows, row, notes, tag=tag)
+
+
+STAT_NAMES = ("min", "max", "mean", "std", "q01", "q99")
+
+
+def n16_processing(aux: dict[str, Any], tag: str | None, groups: list[str], dim: int) -> tuple[dict[str, Any], dict | None]:
+    """GR00T N1.6's processing of embodiment ``tag`` as PolicyConfig fields, and its statistics as our
+    stats.json (None where the checkpoint does not describe this embodiment).
+
+    Used only when the tag's state and action keys are exactly our joint groups in order (a lab
+    that fine-tuned N1.6 on its own G1 with lara-g1's group names); otherwise the G1 default
+    applies (:data:`G1_N16_PROCESSING`) and post-training supplies the statistics."""
+    proc = (aux.get("processor_config.json") or {}).get("processor_kwargs", {})
+    modality = (proc.get("modality_configs") or {}).get(tag or "")
+    if not modality:
+        return {}, None
+    state, action = modality.get("state") or {}, modality.get("action") or {}
+    if state.get("modality_keys") != groups or action.get("modality_keys") != groups:
+        return {}, None
+    range_mode = "q99" if proc.get("use_percentiles") else "min_max"
+    sincos = set(state.get("sin_cos_embedding_keys") or []) if proc.get("apply_sincos_state_encoding", True) else set()
+    state_mean_std = set(state.get("mean_std_embedding_keys") or [])
+    action_mean_std = set(action.get("mean_std_embedding_keys") or [])
+    normalization = {}
+    for g in groups:
+        if g in sincos:
+            normalization[g] = "sin_cos"
+        elif g in state_mean_std or g in action_mean_std:
+            if (g in state_mean_std) != (g in action_mean_std):
+                raise CheckpointError(f"embodiment {tag!r}: key {g!r} is mean/std for only one of state and action; "
+                                      f"lara-g1 takes one mode per joint group")
+            normalization[g] = "mean_std"
+        else:
+            normalization[g] = range_mode
+    reps = action.get("action_configs") or []
+    relative = [g for g, rep in zip(groups, reps) if proc.get("use_relative_action", True)
+                and (rep or {}).get("rep") == "RELATIVE"]
+    fields = {"normalization": normalization, "relative_action_groups": relative,
+              "action_steps": len(action.get("delta_indices") or []) or None}
+    raw = (aux.get("statistics.json") or {}).get(tag)
+    stats = None
+    if raw:
+        try:
+            stats = {part: {name: [v for g in groups for v in raw[part][g][name]] for name in STAT_NAMES}
+                     for part in ("state", "action")}
+            stats["relative"] = {g: raw["relative_action"][g] for g in relative}
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"statistics.json: embodiment {tag!r} lacks {exc} for its keys {groups}") from exc
+        if len(stats["state"]["min"]) != dim:
+            raise CheckpointError(f"statistics.json: embodiment {tag!r} has {len(stats['state']['min'])} state values, "
+                                  f"the embodiment {dim}")
+    return fields, stats
+
+
+#: lara-g1's choice for the G1 on N1.6 when the checkpoint does not describe it: N1.6's recipe for
+#: joint-space arms (sin/cos state, RELATIVE actions), min/max for the hands and the head
+G1_N16_PROCESSING = {"normalization": {"left_arm": "sin_cos", "right_arm": "sin_cos"},
+                     "relative_action_groups": ["left_arm", "right_arm"]}
 
 
 FAMILIES = {Gr00tN15.model_type: Gr00tN15, Gr00tN16.model_type: Gr00tN16}

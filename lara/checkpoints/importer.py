@@ -98,8 +98,8 @@ def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "
     ckpt = HFCheckpoint(checkpoint)
     src = str(ckpt.path / "config.json")
     family = family_of(ckpt.config, src)
-    tr = family.translate(ckpt.config, {n: i.shape for n, i in ckpt.tensors.items()}, row, src,
-                          family.read_aux(ckpt.path))
+    aux = family.read_aux(ckpt.path)
+    tr = family.translate(ckpt.config, {n: i.shape for n, i in ckpt.tensors.items()}, row, src, aux)
     emb = load_embodiment(embodiment)
     assets_dir = _assets_dir(assets)
     assets_config = json.loads((assets_dir / "config.json").read_text())
@@ -107,7 +107,8 @@ def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "
         hf_config = family.backbone_config(ckpt.config, assets_config)
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: {exc}") from exc
-    overrides: dict[str, Any] = {}
+    processing, gr00t_stats = family.processing(aux, tr.tag, emb)
+    overrides: dict[str, Any] = dict(processing)
     if action_steps is not None:
         overrides["action_steps"] = action_steps
     if camera_size is not None:
@@ -203,8 +204,12 @@ def import_gr00t(checkpoint: str | Path, out: str | Path, *, embodiment: str = "
     policy.eval()
     source = {"checkpoint": str(ckpt.path), "model_type": ckpt.config.get("model_type"), "variant": tr.variant,
               "source_row": tr.source_row, "g1_row": g1_row, "dropped": dropped}
-    save_bundle(out, policy, config, NormStats.from_embodiment(emb), lam=lam, tokenizer=tokenizer,
-                extra={"imported": source, "untrained_stats": True})
+    if gr00t_stats is not None:   # the checkpoint's statistics for this very embodiment
+        stats = NormStats.from_dict(gr00t_stats, emb.dim)
+    else:                         # placeholders until post-training computes the demonstrations'
+        stats = NormStats.from_embodiment(emb, config.relative_action_groups, steps=config.horizon)
+    save_bundle(out, policy, config, stats, lam=lam, tokenizer=tokenizer,
+                extra={"imported": source, "untrained_stats": gr00t_stats is None})
     if align is not None:
         from lara_g1.lara.train.alignment import save_alignment
         save_alignment(align, Path(out) / "lam")

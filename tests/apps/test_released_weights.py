@@ -1,6 +1,7 @@
-"""The released-weights path end to end on the fixture-sized LARA checkpoint:
-lara-import gr00t -> lara-train joint --init (frozen backbone, the imported LAM and alignment)
--> lara-export -> lara-serve (ONNX Runtime), each through its command-line entry point."""
+"""The released-weights path end to end on the fixture-sized checkpoints, each step through its
+command-line entry point: lara-import gr00t -> lara-train joint --init (frozen backbone, a LAM and
+the alignment) -> lara-export -> lara-serve (ONNX Runtime). The LARA release (GR00T N1.5) with its
+own LAM; GR00T N1.6 with the LARA release's LAM, asked by a GR00T N1.6 client."""
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ from lara_g1.lara.checkpoints.cli import main as lara_import
 from lara_g1.lara.train.cli import main as lara_train
 from lara_g1.policy_export.cli import main as lara_export
 from lara_g1.runtime.client import PolicyClient
-from tests.helpers.eagle import write_gr00t_assets
-from tests.helpers.gr00t import LAM, write_checkpoint
+from tests.helpers.eagle import write_gr00t_assets, write_gr00t_n16_assets
+from tests.helpers.gr00t import DATA, LAM, N16, write_checkpoint
+from tests.helpers.gr00t_client import Gr00tClient
 from tests.helpers.serve import lara_serve
 from tests.helpers.synthetic import write_synthetic_dataset
 
@@ -72,3 +74,75 @@ def test_post_trained_import_exports_and_serves(post_trained):
     noise = make_noise(1, bundle.config.horizon, bundle.config.max_action_dim, seed=7)
     expected = bundle.sample_chunk(image, state, "pick up the red cube", noise=noise)
     assert np.abs(reply.actions - expected).max() < 1e-4
+
+
+# --- GR00T N1.6 + LARA (the paper's GR00T-N1.6-LARA recipe), on the fixture's own joint layout ----------
+
+N16_EMBODIMENT = str(DATA / "embodiment" / "gr00t_n16_tiny.yaml")
+
+
+def _n16_demos(root, episodes: int = 2, frames: int = 20):
+    """Demonstrations in the fixture embodiment's layout (9 joints), camera 40 x 60 as the import says."""
+    from lara_g1.teleop.dataset_writer import LeRobotWriter
+
+    emb = load_embodiment(N16_EMBODIMENT)
+    rng = np.random.default_rng(0)
+    with LeRobotWriter(root, fps=30, cameras={"head": (40, 60)}, embodiment=emb, gop=10) as writer:
+        for _ in range(episodes):
+            writer.start_episode("pick up the red cube")
+            state = emb.default_pose.astype(np.float32)
+            for t in range(frames):
+                action = emb.clip(state + rng.normal(0, 0.05, emb.dim)).astype(np.float32)
+                image = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+                writer.add_frame(state, action, {"head": image}, timestamp=t / 30)
+                state = action
+            writer.save_episode()
+    return root
+
+
+@pytest.fixture(scope="module")
+def n16_post_trained(tmp_path_factory):
+    from lara_g1.lara.lam import save_lam
+    from lara_g1.lara.lam.moto import load_moto_tokenizer
+
+    root = tmp_path_factory.mktemp("n16-released")
+    assets = write_gr00t_n16_assets(root / "assets")
+    assert lara_import(["gr00t", str(N16), "--out", str(root / "imported"), "--assets", str(assets),
+                        "--embodiment", N16_EMBODIMENT, "--camera-size", "40x60", "--max-text-len", "11",
+                        "--no-progress"]) == 0
+    lam = save_lam(load_moto_tokenizer(LAM / "latent_motion_tokenizer", LAM / "vit_mae"), root / "lam")
+    demos = _n16_demos(root / "demos")
+    assert lara_train(["joint", "--init", str(root / "imported"), "--dataset", str(demos), "--lam", str(lam),
+                       "--out", str(root / "post"), "--steps", "2", "--batch-size", "2", "--lam-offset", "4",
+                       "--no-progress", "--device", "cpu"]) == 0
+    assert lara_export([str(root / "post"), "--onnx", "--seed", "0"]) == 0
+    return root
+
+
+def test_n16_post_trained_with_lara_serves_a_gr00t_n16_client(n16_post_trained):
+    post = n16_post_trained / "post"
+    summary = json.loads((post / "train_summary.json").read_text())
+    assert summary["parameters"]["alignment"] == 32 * 256 + 256     # width 32 -> 8 x 32 latent
+    assert np.isfinite(summary["last"]["align"])
+    stats = json.loads((post / "stats.json").read_text())
+    assert np.array(stats["relative"]["left_arm"]["min"]).shape == (16, 5)   # per-step, from the demos
+    bundle = load_bundle(post)
+    emb = bundle.preprocessor.embodiment
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (2, 1, 40, 60, 3), dtype=np.uint8)
+    state = np.stack([emb.default_pose, emb.default_pose + 0.1]).astype(np.float32)[:, None]   # [B, T, 9]
+    obs = {"video": {"head": image},
+           "state": {g.name: state[..., g.slice] for g in emb.groups},
+           "language": {"annotation.human.task_description": [["pick up the red cube"]] * 2}}
+    with lara_serve(post, "ort") as (_, address):
+        client = Gr00tClient(address)
+        try:
+            action, info = client.get_action(obs, options={"noise_seed": 5})
+        finally:
+            client.close()
+    assert set(action) == {g.name for g in emb.groups}
+    assert all(action[g.name].shape == (2, 8, g.size) for g in emb.groups)       # the served 8 of 16 steps
+    chunk = np.concatenate([action[g.name] for g in emb.groups], axis=-1)
+    expected = bundle.sample_chunk(image[0, 0], state[0, 0], "pick up the red cube",
+                                   noise=make_noise(1, bundle.config.horizon, bundle.config.max_action_dim, seed=5))
+    assert np.abs(chunk[0] - expected).max() < 1e-4

@@ -79,3 +79,26 @@ def full_size_n15() -> tuple[dict, dict, dict]:
     eagle["text_config"].update(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
                                 num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151680)
     return head, shapes, eagle
+
+
+N16 = DATA / "gr00t_n16_tiny"
+
+
+def full_size_n16() -> tuple[dict, dict, dict]:
+    """GR00T N1.6's base config.json (the published sizes), the tensor shapes the importer reads and its
+    Eagle 3 VL config (SigLIP2 400M at 256 patches + Qwen3-1.7B): no weights."""
+    cfg = json.loads((N16 / "config.json").read_text())
+    cfg.update(action_horizon=50, hidden_size=1024, input_embedding_dim=1536, backbone_embedding_dim=2048,
+               max_state_dim=128, max_action_dim=128, select_layer=16, shortest_image_edge=256)
+    cfg["diffusion_model_cfg"].update(attention_head_dim=48, num_attention_heads=32, num_layers=32, output_dim=1024)
+    shapes = {"action_head.action_encoder.W1.W": (32, 128, 1536),
+              "action_head.model.timestep_encoder.timestep_embedder.linear_1.weight": (1536, 256),
+              "action_head.model.transformer_blocks.0.attn1.to_k.weight": (1536, 2048),
+              "action_head.position_embedding.weight": (1024, 1536)}
+    eagle = json.loads((N16 / "eagle" / "config.json").read_text())
+    eagle["image_token_index"] = 151669
+    eagle["vision_config"].update(hidden_size=1152, num_hidden_layers=27, num_attention_heads=16,
+                                  intermediate_size=4304, num_patches=256)
+    eagle["text_config"].update(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16,
+                                num_key_value_heads=8, head_dim=128, intermediate_size=6144, vocab_size=151680)
+    return cfg, shapes, eagle

@@ -1,7 +1,8 @@
 """A serving-only copy of an exported bundle (``lara-export BUNDLE --deploy DIR``).
 
 What the ``ort`` and ``trt`` engines read, and nothing else: ``config.json``, ``stats.json``,
-``tokenizer/`` (Eagle backbones), ``manifest.json`` and the exported files the manifest lists.
+``tokenizer/`` (Eagle backbones), ``manifest.json`` and the exported files the manifest lists (a
+large graph with its external-data file, ``onnx/action_head.onnx`` + ``onnx/action_head.onnx.data``).
 No torch weights, no LAM, no checkpoints or training logs: the tiny preset's bundle goes from
 ~150 MB with its last checkpoint to ~8 MB, small enough to copy to a robot's GPU box or to ship
 inside the package (``lara/policies``). The copy is written to a temporary directory, every file

@@ -12,11 +12,19 @@ torch on fresh random inputs and noise; the export FAILS (files removed, manifes
 the fp32 max abs error of the backbone, the action head or the whole chunk exceeds 1e-4.
 fp16/bf16 graphs (for the strongly typed TensorRT engines) are written as
 ``onnx/{stage}.{precision}.onnx``; their parity is measured when the engines are built.
+
+Large graphs (weights over ``external_data_threshold``, 1.8 GB by default; protobuf cannot hold
+a file over 2 GB, so that is also the hard limit) keep their weights in ONE external-data file next
+to the graph, ``{file}.data`` (``action_head.onnx`` -> ``action_head.onnx.data``). Everything that
+reads the graphs (``onnx.checker``, ONNX Runtime, TensorRT's parser) is handed the file's path, so
+it finds the data file; the manifest lists the data file with its own sha256 and size.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -38,6 +46,10 @@ from lara_g1.policy_export.graphs import (
 from lara_g1.policy_export.parity import ONNX_FP32_TOLERANCE, onnx_parity, random_inputs
 
 DEFAULT_OPSET = 17
+# Graphs whose serialised size exceeds this many bytes keep their weights in one external-data file
+# (``{file}.data``). 0 puts every graph's weights there (tests force it on the tiny preset).
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+PROTOBUF_LIMIT = 2**31 - 1            # a serialised ModelProto cannot exceed this: external data above it
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _ONNX_DTYPES = {"FLOAT": "float32", "FLOAT16": "float16", "BFLOAT16": "bfloat16", "INT64": "int64",
                 "INT32": "int32", "BOOL": "bool"}
@@ -65,7 +77,7 @@ def graph_io(model_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 
 def external_data_files(model_path: Path) -> list[str]:
-    """Names of the external-data files an ONNX file references (large models, > 2 GB)."""
+    """Names of the external-data files an ONNX file references (graphs over the external-data threshold)."""
     model = onnx.load(str(model_path), load_external_data=False)
     names = set()
     for init in model.graph.initializer:
@@ -74,34 +86,75 @@ def external_data_files(model_path: Path) -> list[str]:
     return sorted(names)
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: tuple, outputs: tuple,
-            dynamic: dict[str, dict[int, str]], opset: int, full_check: bool = True) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
-        traced = module(*args)
-    _fix_output_dims(path, [traced] if isinstance(traced, torch.Tensor) else list(traced))
-    onnx.checker.check_model(str(path), full_check=full_check)
+def external_data_name(onnx_name: str) -> str:
+    """The external-data file of the graph ``onnx_name``: ``action_head.onnx`` -> ``action_head.onnx.data``."""
+    return f"{onnx_name}.data"
 
 
-def _fix_output_dims(path: Path, values: list[torch.Tensor]) -> None:
+def export_module(module: torch.nn.Module, args: tuple, path: Path, inputs: tuple, outputs: tuple,
+                  dynamic: dict[str, dict[int, str]], opset: int, full_check: bool = True,
+                  external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
+    """Export ``module`` traced on ``args`` to ``path`` and check it; returns the external-data
+    file written next to it (graphs over ``external_data_threshold`` bytes), else None.
+
+    torch writes into a private temporary folder next to ``path`` (over 2 GB its TorchScript
+    exporter scatters one file per tensor there); the graph is then saved once, either as a single
+    file or as ``path`` plus ``external_data_name(path.name)``, and checked from its path."""
+    path = Path(path)
+    data = path.with_name(external_data_name(path.name))
+    for p in (path, data):
+        p.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        raw = Path(tmp) / path.name
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module, args, str(raw), input_names=list(inputs), output_names=list(outputs),
+                              dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+            traced = module(*args)
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+        model = onnx.load(str(raw))           # with any external data torch wrote
+        _fix_output_dims(model, [traced] if isinstance(traced, torch.Tensor) else list(traced))
+        del traced
+        external = size > min(int(external_data_threshold), PROTOBUF_LIMIT - (16 << 20))
+        if external:   # the tensors' bytes go to the data file one by one; the proto keeps offsets
+            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data.name, size_threshold=1024, convert_attribute=False)
+            data.chmod(path.stat().st_mode & 0o777)   # onnx creates it 0600; readable like the graph
+        else:
+            onnx.save_model(model, str(path))
+        del model
+    onnx.checker.check_model(str(path), full_check=full_check)   # the path: the checker finds the data file
+    return data if external else None
+
+
+def _fix_output_dims(model: onnx.ModelProto, values: list[torch.Tensor]) -> None:
     """Write the outputs' fixed dimensions into the graph where the exporter left a generated
     symbol (e.g. the number of VL tokens behind a Cast): every dim but the batch is fixed."""
-    model = onnx.load(str(path), load_external_data=False)
-    changed = False
     for out, value in zip(model.graph.output, values):
         for i, dim in enumerate(out.type.tensor_type.shape.dim):
             if i > 0 and dim.dim_param:
                 dim.dim_value = int(value.shape[i])   # setting the value clears the symbol
-                changed = True
-    if changed:
-        onnx.save(model, str(path))
+
+
+def export_action_head(policy: torch.nn.Module, embodiment_id: int, args: tuple, path: Path,
+                       precision: str = "fp32", opset: int = DEFAULT_OPSET,
+                       external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
+    """The deployed action head of ``policy`` (anything with ``config`` and ``head``, e.g. a
+    :class:`~lara_g1.lara.model.policy.LaraPolicy`) traced on ``args = (vl_features, state, noise)``.
+    Returns the external-data file, if one was written."""
+    module = DeployedActionHead(policy, embodiment_id, TORCH_DTYPES[precision]).eval()
+    batch = {0: "batch"}
+    # ONNX's type constraints predate bf16 for some ops (Conv): bf16 graphs get the structural
+    # check, TensorRT (which runs them) checks the types when it parses them.
+    return export_module(module, args, path, HEAD_INPUTS, HEAD_OUTPUTS, dict.fromkeys(HEAD_INPUTS + HEAD_OUTPUTS, batch),
+                         opset, precision != "bf16", external_data_threshold)
 
 
 def export_graphs(bundle, out_dir: Path, precision: str = "fp32", opset: int = DEFAULT_OPSET,
-                  embodiment_id: int | None = None, trace_batch: int = 2) -> dict[str, Path]:
-    """Write the two graphs of ``precision`` into ``out_dir``; returns ``{stage: path}``."""
+                  embodiment_id: int | None = None, trace_batch: int = 2,
+                  external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> dict[str, Path]:
+    """Write the two graphs of ``precision`` into ``out_dir`` (plus the external-data file of a
+    graph over ``external_data_threshold`` bytes); returns ``{stage: path of the .onnx}``."""
     policy, cfg = bundle.policy, bundle.config
     dtype = TORCH_DTYPES[precision]
     eid = bundle.preprocessor.embodiment.embodiment_id if embodiment_id is None else embodiment_id
@@ -112,15 +165,12 @@ def export_graphs(bundle, out_dir: Path, precision: str = "fp32", opset: int = D
     paths = {"backbone": out_dir / onnx_file_name("backbone", precision),
              "action_head": out_dir / onnx_file_name("action_head", precision)}
     batch = {0: "batch"}
-    # ONNX's type constraints predate bf16 for some ops (Conv): bf16 graphs get the structural
-    # check, TensorRT (which runs them) checks the types when it parses them.
-    full = precision != "bf16"
-    _export(BackboneGraph(policy, dtype).eval(), (t["pixel_values"], t["input_ids"], t["attention_mask"]),
-            paths["backbone"], BACKBONE_INPUTS, BACKBONE_OUTPUTS,
-            dict.fromkeys(BACKBONE_INPUTS + BACKBONE_OUTPUTS, batch), opset, full)
-    _export(DeployedActionHead(policy, eid, dtype).eval(), (feats, t["state"], torch.from_numpy(noise)),
-            paths["action_head"], HEAD_INPUTS, HEAD_OUTPUTS, dict.fromkeys(HEAD_INPUTS + HEAD_OUTPUTS, batch),
-            opset, full)
+    full = precision != "bf16"   # see export_action_head
+    export_module(BackboneGraph(policy, dtype).eval(), (t["pixel_values"], t["input_ids"], t["attention_mask"]),
+                  paths["backbone"], BACKBONE_INPUTS, BACKBONE_OUTPUTS,
+                  dict.fromkeys(BACKBONE_INPUTS + BACKBONE_OUTPUTS, batch), opset, full, external_data_threshold)
+    export_action_head(policy, eid, (feats, t["state"], torch.from_numpy(noise)), paths["action_head"], precision,
+                       opset, external_data_threshold)
     return paths
 
 
@@ -135,12 +185,14 @@ def onnx_artifact(bundle_dir: Path, stage: str, precision: str, path: Path, pari
 
 def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("fp32",), opset: int = DEFAULT_OPSET,
                 embodiment: str | None = None, seed: int | None = None, parity_batch: int = 3,
-                log: Callable[[str], None] = print) -> Manifest:
+                log: Callable[[str], None] = print,
+                external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> Manifest:
     """Export the bundle's graphs (fp32 always, plus any other ``precisions``), check them, write the
     manifest. Raises :class:`ExportError` when a check fails; the previous export stays as it was.
 
     The graphs are traced at batch 2 and checked at ``parity_batch`` (3): a graph whose batch axis
-    is not really dynamic fails the check instead of failing later in serving."""
+    is not really dynamic fails the check instead of failing later in serving. A graph over
+    ``external_data_threshold`` bytes keeps its weights in ``{file}.data`` next to it (0: every graph)."""
     from lara_g1.lara.bundle import load_bundle
 
     bundle_dir = Path(bundle_path)
@@ -161,7 +213,8 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
         written: dict[tuple[str, str], Path] = {}
         for precision in ("fp32", *[p for p in precisions if p != "fp32"]):
             log(f"exporting {precision} graphs (opset {opset}, embodiment {emb.name} id {emb.embodiment_id})")
-            for stage, p in export_graphs(bundle, staging, precision, opset, emb.embodiment_id).items():
+            for stage, p in export_graphs(bundle, staging, precision, opset, emb.embodiment_id,
+                                          external_data_threshold=external_data_threshold).items():
                 written[(stage, precision)] = p
         report = onnx_parity(bundle.policy, bundle.preprocessor, written[("backbone", "fp32")],
                              written[("action_head", "fp32")], batch=parity_batch, seed=seed)
@@ -177,8 +230,8 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
         fresh = {p.name for p in staging.iterdir()}
         for p in staging.iterdir():
             os.replace(p, out_dir / p.name)
-        for p in out_dir.glob("*.onnx*"):   # graphs of an earlier export that this one does not repeat
-            if p.name not in fresh:
+        for p in out_dir.glob("*.onnx*"):   # graphs (and data files) of an earlier export that this one does not repeat
+            if p.name not in fresh and p.is_file():
                 p.unlink()
     finally:
         _remove_tree(staging)
@@ -193,8 +246,11 @@ def export_onnx(bundle_path: str | os.PathLike, precisions: tuple[str, ...] = ("
         manifest.add(onnx_artifact(bundle_dir, stage, precision, out_dir / p.name,
                                manifest.parity[f"onnx_{precision}"]))
     manifest.export["precisions"] = sorted({p for _, p in written})
+    manifest.export["external_data_threshold_bytes"] = int(external_data_threshold)
     manifest.save(bundle_dir)
-    log(f"wrote {', '.join(sorted(str(out_dir / p.name) for p in written.values()))} and {bundle_dir / 'manifest.json'}")
+    data = sorted(f"{d.path} ({d.bytes / 1e9:.2f} GB)" for a in manifest.artifacts.values() for d in a.data_files)
+    log(f"wrote {', '.join(sorted(str(out_dir / p.name) for p in written.values()))} and {bundle_dir / 'manifest.json'}"
+        + (f"; external data: {', '.join(data)}" if data else ""))
     return manifest
 
 
@@ -240,7 +296,6 @@ def _fresh_manifest(bundle, bundle_dir: Path, opset: int) -> Manifest:
 
 
 def _remove_tree(path: Path) -> None:
+    """The staging folder, with any temporary folder an interrupted export left in it."""
     if path.is_dir():
-        for p in path.iterdir():
-            p.unlink()
-        path.rmdir()
+        shutil.rmtree(path)

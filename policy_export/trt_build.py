@@ -9,6 +9,11 @@ Networks are strongly typed: the precision is the ONNX graph's own (the fp16/bf1
 the weights and the velocity network and keeps the Euler accumulation and the I/O in fp32), so the
 engine computes in exactly the types that were exported and checked.
 
+Graphs with external data (``action_head.onnx`` + ``action_head.onnx.data``, the full-size head)
+are parsed from their file path (``OnnxParser.parse_from_file``), never from bytes: TensorRT then
+resolves the data file next to the graph. The data file is checked before TensorRT sees the graph
+(present, and against the manifest's sha256 in :func:`build_trt`).
+
 ``tensorrt`` and ``cuda-python`` are the ``trt`` extra, imported only when an engine is built or run.
 """
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from pathlib import Path
 
 from lara_g1.core.extras import require
-from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec
+from lara_g1.lara.manifest import Artifact, FileDigest, Manifest, ManifestError, TensorSpec, verify_files
 from lara_g1.policy_export.trt_session import DeviceInfo, TrtError, engine_io, query_device
 
 # Tolerances of the TensorRT build's parity check: max abs error of the normalised padded actions
@@ -50,7 +55,14 @@ def profile_shapes(inputs: list[TensorSpec], max_batch: int) -> dict[str, tuple[
 
 def build_engine(onnx_path: Path, engine_path: Path, inputs: list[TensorSpec], max_batch: int = DEFAULT_MAX_BATCH,
                  workspace_gib: float = 8.0) -> None:
-    """Parse ``onnx_path`` into a strongly typed network and write the serialised engine."""
+    """Parse ``onnx_path`` into a strongly typed network and write the serialised engine.
+
+    The graph is parsed from its path, so TensorRT finds an external-data file next to it."""
+    onnx_path = Path(onnx_path)
+    missing = [name for name in _external_data_files(onnx_path) if not (onnx_path.parent / name).is_file()]
+    if missing:
+        raise TrtError(f"{onnx_path} keeps its weights in the external-data file(s) {', '.join(missing)}, which are "
+                       f"missing from {onnx_path.parent}; copy them next to the graph or re-run lara-export")
     trt = require("tensorrt", "trt", "Building TensorRT engines")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -76,6 +88,12 @@ def build_engine(onnx_path: Path, engine_path: Path, inputs: list[TensorSpec], m
     tmp.replace(engine_path)
 
 
+def _external_data_files(onnx_path: Path) -> list[str]:
+    from lara_g1.policy_export.onnx_export import external_data_files
+
+    return external_data_files(onnx_path)
+
+
 def build_trt(bundle: str | Path, precision: str = "fp16", max_batch: int = DEFAULT_MAX_BATCH,
               seed: int | None = None, log=print) -> Manifest:
     """Build both engines for this GPU from the bundle's ONNX of ``precision``, check the parity of
@@ -92,7 +110,9 @@ def build_trt(bundle: str | Path, precision: str = "fp16", max_batch: int = DEFA
     for stage in ("backbone", "action_head"):
         src = manifest.get(stage, "onnx", precision)
         name = engine_filename(stage, precision, device)
-        log(f"building {out_dir / name} from {src.file.path} (strongly typed, {precision}, batch 1..{max_batch})")
+        verify_files(bundle, src)    # the graph and its external-data file, against the manifest
+        data = "".join(f" + {d.path}" for d in src.data_files)
+        log(f"building {out_dir / name} from {src.file.path}{data} (strongly typed, {precision}, batch 1..{max_batch})")
         build_engine(bundle / src.file.path, out_dir / name, src.inputs, max_batch=max_batch)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine((out_dir / name).read_bytes())

@@ -2,6 +2,7 @@
 
     lara-robot run  --task pour --server tcp://HOST:5555 [--sim] [--duration S]
     lara-robot eval --task pour --trials N [--sim] [--server ...] [--out DIR]
+    lara-robot check [--sim] [--server tcp://HOST:5555] [--json FILE]   (pre-flight; moves nothing)
 
 Every command goes camera + state → lara-serve → chunk scheduler → safety filter → robot.
 E-stop: SPACE/e/Esc on the terminal, the dashboard's button (POST /api/estop), Ctrl-C or
@@ -83,6 +84,29 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--trials", type=int, required=True, help="number of trials")
     ev.add_argument("--trial-s", type=float, help="seconds per trial (default: the task's)")
     ev.add_argument("--out", type=Path, default=Path("eval"), help="output directory (default ./eval)")
+
+    ck = sub.add_parser("check", help="pre-flight: check the robot, its network, camera and the policy server "
+                        "(moves nothing); exit status 1 on any fail")
+    ck.add_argument("--sim", action="store_true", help="check the simulated G1 (starts lara-sim unless --sim-running)")
+    ck.add_argument("--sim-running", action="store_true", help="with --sim: a lara-sim already running on --domain")
+    ck.add_argument("--task", default="pick_place", choices=tasks, help="with --sim: the scene lara-sim starts")
+    ck.add_argument("--seed", type=int, default=0, help="with --sim: the scene seed")
+    ck.add_argument("--server", help="lara-serve address to check (without it the server checks are skipped)")
+    ck.add_argument("--token-file", type=Path, help="file holding lara-serve's token")
+    ck.add_argument("--server-timeout", type=float, default=2.0, help="seconds per server request (default 2)")
+    ck.add_argument("--domain", type=int, help=f"DDS domain id (default: {SIM_DOMAIN} with --sim, else the robot "
+                    "config's)")
+    ck.add_argument("--interface", help="network interface for DDS (default: the robot config's dds.interface)")
+    ck.add_argument("--robot-config", default=None,
+                    help="G1 config: sim, real or a YAML path (default: sim with --sim, else real)")
+    ck.add_argument("--camera-config", default=None, help="YAML camera config for the real robot (default a D455)")
+    ck.add_argument("--config", default="default", help="control config (its scheduler.policy_hz sets the chunk "
+                    "budget)")
+    ck.add_argument("--window", type=float, default=1.0, help="seconds to listen to DDS and read the camera")
+    ck.add_argument("--infer-calls", type=int, default=20, help="timed inference round trips (default 20)")
+    ck.add_argument("--joint-margin", type=float, default=0.05, help="rad a joint must stay inside its limits")
+    ck.add_argument("--json", type=Path, help="also write every check (name, status, value, fix) to this JSON file")
+    ck.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
 
@@ -121,15 +145,19 @@ class Session:
                                f"(lara-serve --policy BUNDLE --bind {args.server})?") from None
         except ServerError as exc:
             raise ControlError(f"lara-serve at {args.server} refused metadata: {exc}") from None
-        if list(meta.get("joint_names", [])) != list(self.emb.joint_names):
-            raise ControlError(f"the served policy's joint layout ({meta.get('embodiment')}) is not this "
-                               f"robot's {self.emb.name} layout; refusing to run it")
+        from lara_g1.robot import preflight
+        from lara_g1.robot.g1 import G1Config, G1Robot
+
+        # the pre-flight's fast subset (robot/preflight.py; lara-robot check runs them all): the
+        # served layout before anything starts, the robot's side once it is connected
+        layout = preflight.check_layout(meta, self.emb, G1Config.load(args.robot_config or
+                                                                      ("sim" if args.sim else "real")).cameras)
+        if layout.failed:
+            raise ControlError(preflight.refusal([layout]))
         cameras = meta.get("cameras") or {"head": [224, 224]}
         self.camera_name, size = next(iter(cameras.items()))
         self.horizon = int(meta.get("action_horizon", 8))
         self.status_extra.update(model=meta.get("model_id"), engine=meta.get("engine"), server=args.server)
-
-        from lara_g1.robot.g1 import G1Config, G1Robot
 
         if args.sim:
             domain = SIM_DOMAIN if args.domain is None else args.domain
@@ -161,6 +189,13 @@ class Session:
             self.camera = make_camera(_camera_config(args.camera_config))
         self.camera.connect()
         self.stack.callback(self.camera.disconnect)
+        checks = preflight.fast_checks(cfg, self.emb, expected_hz=preflight.SIM_LOWSTATE_HZ if args.sim
+                                       else preflight.ROBOT_LOWSTATE_HZ)
+        for result in [layout, *checks]:
+            log.info("pre-flight: %s", result.line())
+        refused = preflight.refusal([layout, *checks])
+        if refused:
+            raise ControlError(refused)
         log.info("policy %s (%s) at %s; robot %s on DDS domain %d; camera %s",
                  meta.get("model_id"), meta.get("engine"), args.server, cfg.name, cfg.domain_id, self.camera_name)
         return self
@@ -411,6 +446,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.domain is not None and not 0 <= args.domain <= 232:
         print(f"lara-robot: --domain must be within 0..232, got {args.domain}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        from lara_g1.core.errors import ConfigError, LaraError
+        from lara_g1.robot.preflight import run_check
+
+        if args.window <= 0 or args.infer_calls < 1:
+            print("lara-robot: --window must be > 0 and --infer-calls >= 1", file=sys.stderr)
+            return 2
+        try:
+            return run_check(args)
+        except ConfigError as exc:
+            print(f"lara-robot: {exc}", file=sys.stderr)
+            return 2
+        except (LaraError, OSError) as exc:
+            print(f"lara-robot: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("lara-robot: check interrupted", file=sys.stderr)
+            return 130
     try:
         config = ControlConfig.load(args.config)
         task = load_tasks()[args.task]

@@ -80,6 +80,9 @@ class G1Config(ConfigModel):
     hands: dict[str, Any] = Field(default_factory=dict)
     head: dict[str, Any] = Field(default_factory=dict)
     embodiment: str = "g1"
+    # the robot's cameras as datasets and policies name them (lara-teleop record --camera, the
+    # server's metadata): lara-robot check and run refuse a policy that wants other cameras
+    cameras: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["head"], min_length=1)
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> G1Config:

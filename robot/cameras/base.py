@@ -31,6 +31,11 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def disconnect(self) -> None: ...
 
+    def info(self) -> dict:
+        """What the driver knows about the device once connected (``lara-robot check`` reports it):
+        any of ``serial``, ``model``, ``width``/``height``/``fps`` as configured, ``exposure``."""
+        return {}
+
     def __enter__(self):
         self.connect()
         return self

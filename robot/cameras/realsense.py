@@ -40,6 +40,10 @@ class RealSenseCamera(Camera):
 
     def connect(self) -> None:
         rs = import_pyrealsense2()
+        if not self.recording and len(rs.context().query_devices()) == 0:
+            # at once, instead of the pipeline's ~15 s wait for a device that is not there
+            raise CameraError("no RealSense camera is connected (rs-enumerate-devices lists none): plug the "
+                              "D455 into a USB 3 port")
         config = rs.config()
         if self.recording:
             config.enable_device_from_file(str(self.recording), repeat_playback=self.repeat)
@@ -81,6 +85,33 @@ class RealSenseCamera(Camera):
             raise CameraError(f"RealSense frame {image.shape}, expected {(self.height, self.width, 3)}")
         self._last_number = int(color.get_frame_number())
         return Frame(image=image, stamp=time.monotonic(), index=self._last_number)
+
+    def info(self) -> dict:
+        """Serial, model, the colour stream's size and rate, and the exposure mode, as the device says."""
+        out: dict = {"serial": self.serial, "width": self.width, "height": self.height, "fps": self.fps}
+        if self.recording:
+            out["recording"] = str(self.recording)
+        if self._pipeline is None:
+            return out
+        rs = import_pyrealsense2()
+        try:
+            profile = self._pipeline.get_active_profile()
+            device = profile.get_device()
+            for key, field in (("serial", rs.camera_info.serial_number), ("model", rs.camera_info.name),
+                               ("firmware", rs.camera_info.firmware_version)):
+                if device.supports(field):
+                    out[key] = device.get_info(field)
+            video = profile.get_stream(rs.stream.color).as_video_stream_profile()
+            out.update(width=int(video.width()), height=int(video.height()), fps=int(video.fps()))
+            sensor = device.first_color_sensor()
+            if sensor.supports(rs.option.enable_auto_exposure):
+                auto = bool(sensor.get_option(rs.option.enable_auto_exposure))
+                out["exposure"] = "auto" if auto else "manual"
+                if not auto and sensor.supports(rs.option.exposure):
+                    out["exposure_us"] = float(sensor.get_option(rs.option.exposure))
+        except (RuntimeError, AttributeError) as exc:   # a playback or an older device may lack some
+            out["info_error"] = str(exc)
+        return out
 
     def disconnect(self) -> None:
         if self._pipeline is not None:

@@ -45,5 +45,8 @@ class SimCamera(Camera):
         # lara-sim runs on this host and stamps with CLOCK_MONOTONIC: the render time.
         return Frame(image=image, stamp=newest.stamp_ns / 1e9, index=int(newest.seq))
 
+    def info(self) -> dict:
+        return {"model": "lara-sim head camera", "topic": self.topic, "exposure": "n/a (rendered)"}
+
     def disconnect(self) -> None:
         self._reader = None

@@ -48,8 +48,10 @@ MAX_CATCH_UP = 0.1     # s of physics the loop will run back-to-back before drop
 class SimBridge:
     def __init__(self, world: SimWorld, domain_id: int, interface: str | None = "lo",
                  render_size: tuple[int, int] | None = (224, 224), camera_fps: float = 15.0,
-                 state_hz: float = 200.0, robot_config: str = "sim"):
+                 state_hz: float = 200.0, robot_config: str = "sim", hands: bool = True, head: bool = True):
         self.world = world
+        # hands/head False: that part's state is not published, not even announced (a robot whose
+        # Inspire DFX service or head controller is not running); its commands are still taken
         self.domain_id, self.interface = domain_id, interface
         self.render_size = render_size  # (height, width)
         self.camera_fps, self.state_hz = camera_fps, state_hz
@@ -69,8 +71,10 @@ class SimBridge:
         self.r_head = dds.reader(domain_id, cfg.head.get("cmd_topic", topics.HEAD_CMD), HeadCmd_, interface)
         self.r_req = dds.reader(domain_id, topics.SIM_REQUEST, SimRequest_, interface, qos=dds.RELIABLE)
         self.w_state = dds.writer(domain_id, topics.LOWSTATE, LowState_, interface)
-        self.w_hand = dds.writer(domain_id, cfg.hands.get("state_topic", topics.INSPIRE_STATE), MotorStates_, interface)
-        self.w_head = dds.writer(domain_id, cfg.head.get("state_topic", topics.HEAD_STATE), HeadState_, interface)
+        self.w_hand = (dds.writer(domain_id, cfg.hands.get("state_topic", topics.INSPIRE_STATE), MotorStates_, interface)
+                       if hands else None)
+        self.w_head = (dds.writer(domain_id, cfg.head.get("state_topic", topics.HEAD_STATE), HeadState_, interface)
+                       if head else None)
         self.w_cam = dds.writer(domain_id, topics.SIM_CAMERA, Image_, interface)
         self.w_rep = dds.writer(domain_id, topics.SIM_REPLY, SimReply_, interface, qos=dds.RELIABLE)
         self.counters = {"commands": 0, "crc_rejected": 0, "nonfinite_rejected": 0, "hand_commands": 0,
@@ -171,9 +175,11 @@ class SimBridge:
 
     def _publish_parts(self) -> None:
         w = self.world
-        entries = self.mapping.to_dfx(w.joint_state()[0])
-        self.w_hand.write(MotorStates_(states=[GoMotorState_(q=float(v)) for v in entries]))
-        self.w_head.write(HeadState_(q=[float(v) for v in w.data.qpos[w._head_qadr]]))
+        if self.w_hand is not None:
+            entries = self.mapping.to_dfx(w.joint_state()[0])
+            self.w_hand.write(MotorStates_(states=[GoMotorState_(q=float(v)) for v in entries]))
+        if self.w_head is not None:
+            self.w_head.write(HeadState_(q=[float(v) for v in w.data.qpos[w._head_qadr]]))
 
     # ------------------------------------------------------------------ loops
     def _render_loop(self) -> None:

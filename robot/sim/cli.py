@@ -1,6 +1,7 @@
 """``lara-sim``: the simulated G1 as its own process, speaking the robot's DDS topics.
 
     lara-sim --task pick_place|pour --domain N [--interface lo] [--render 224x224] [--seed S]
+             [--no-hands] [--no-head]
 
 Rendering uses MuJoCo's offscreen OpenGL: EGL by default (``MUJOCO_GL=egl``; on a machine
 without a GPU, Mesa's software EGL from the Debian packages ``libegl1 libegl-mesa0``), or
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-fps", type=float, default=15.0)
     parser.add_argument("--state-hz", type=float, default=200.0, help="rt/lowstate rate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-hands", action="store_true",
+                        help="publish no hand state (as a G1 whose Inspire DFX service is not running)")
+    parser.add_argument("--no-head", action="store_true",
+                        help="publish no head state (as a G1 whose head-mount controller is not running)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -74,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     world = SimWorld(args.task, seed=args.seed)
     bridge = SimBridge(world, args.domain, args.interface, render_size=args.render,
-                       camera_fps=args.camera_fps, state_hz=args.state_hz)
+                       camera_fps=args.camera_fps, state_hz=args.state_hz, hands=not args.no_hands,
+                       head=not args.no_head)
     signal.signal(signal.SIGTERM, lambda *_: bridge.stop())
     signal.signal(signal.SIGINT, lambda *_: bridge.stop())
     logging.info("simulated G1 up: task %s seed %d, DDS domain %d on %s, camera %s", args.task, args.seed,

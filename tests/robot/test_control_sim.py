@@ -29,8 +29,9 @@ from lara_g1.robot.control import ControlLoop
 from lara_g1.robot.dds import participant as dds
 from lara_g1.robot.dds import topics
 from lara_g1.robot.dds.crc import lowcmd_crc
-from lara_g1.robot.dds.messages import LowCmd_
+from lara_g1.robot.dds.messages import LowCmd_, LowState_
 from lara_g1.robot.g1 import G1Config, G1Robot
+from lara_g1.robot.interface import RobotState
 from lara_g1.robot.safety import StopReason
 from lara_g1.robot.sim.process import SimProcess
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
@@ -44,7 +45,7 @@ class ArmSdkRecorder:
     """Records every rt/arm_sdk message seen on the test's domain: (receive time, arm q in the
     embodiment layout (other joints NaN), blend weight, CRC valid)."""
 
-    def __init__(self, robot: G1Robot | None = None) -> None:
+    def __init__(self, robot: G1Robot | LowStateReader | None = None) -> None:
         self.robot = robot                       # also record the measured pose as it goes
         self.states: list[tuple[float, np.ndarray]] = []
         self.reader = dds.reader(DOMAIN, topics.ARM_SDK, LowCmd_, "lo")
@@ -91,6 +92,26 @@ class ArmSdkRecorder:
 
     def since(self, t0: float):
         return [m for m in self.messages if m[0] >= t0]
+
+
+class LowStateReader:
+    """The measured arm pose from rt/lowstate alone, read like a G1Robot's ``read_state()``, for the
+    tests that run lara-robot beside this process: a G1Robot here would hold an rt/arm_sdk writer,
+    and lara-robot's pre-flight refuses to share the arms with another rt/arm_sdk publisher."""
+
+    def __init__(self) -> None:
+        self.reader = dds.reader(DOMAIN, topics.LOWSTATE, LowState_, "lo")
+        self._state: RobotState | None = None
+
+    def read_state(self) -> RobotState | None:
+        for msg in self.reader.take(N=16):
+            if isinstance(msg, LowState_):
+                q = np.full(EMB.dim, np.nan, dtype=np.float32)
+                for group, first in SIM_CFG.arm_motors.items():
+                    g = EMB.group(group)
+                    q[g.slice] = [msg.motor_state[first + k].q for k in range(g.size)]
+                self._state = RobotState(q=q, stamp=time.monotonic())
+        return self._state
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +173,11 @@ def assert_safe_stream(messages, arm_idx):
     assert all(ok for *_, ok in messages), "a command with a wrong CRC was published"
 
 
-def test_lara_robot_run_sim_cli(serve, sim, robot, tmp_path):
+def test_lara_robot_run_sim_cli(serve, sim, tmp_path):
     _, address = serve
     control_yaml = write_config(tmp_path)
     port = free_port()
-    with ArmSdkRecorder(robot) as rec:
+    with ArmSdkRecorder(LowStateReader()) as rec:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lara_g1.robot.cli", "run", "--task", "pour", "--sim", "--sim-running",
              "--domain", str(DOMAIN), "--server", address,

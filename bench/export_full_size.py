@@ -1,7 +1,7 @@
 """Export the full-size (paper preset) action head to ONNX with external data and check it on ONNX Runtime CPU.
 
-    python bench/export_full_size.py --out DIR [--precisions fp32,fp16] [--seed 0] [--vl-tokens 320]
-                                     [--threads N] [--iters 3] [--external-data-threshold 0]
+    python bench/export_full_size.py --out DIR [--model paper|gr00t_n16] [--precisions fp32,fp16] [--seed 0]
+                                     [--vl-tokens 320] [--threads N] [--iters 3] [--external-data-threshold 0]
 
 The paper preset's action head (16 DiT blocks, width 1536, cross-attention 2048; about 1.2 B
 parameters with all 64 embodiments' rows) is built ALONE with seeded random weights: no backbone,
@@ -21,6 +21,10 @@ precision, in a fresh child process (so each peak RSS is that precision's own):
 
 It prints, per precision: max abs error, peak RSS (``ru_maxrss``) after each phase, export time and
 ORT latency, and writes ``{out}/results.json``. Nothing is written outside ``--out``.
+
+``--model gr00t_n16``: GR00T N1.6's head instead (:data:`N16_HEAD`: 32 DiT blocks alternating text
+and image cross-attention, 128-wide state/action, horizon 50, 32 embodiment rows, vlln only), with
+the pad and image masks packed as the VL tensor's last two channels.
 """
 from __future__ import annotations
 
@@ -53,6 +57,13 @@ def _log(msg: str) -> None:
     print(f"[export_full_size] {msg}", file=sys.stderr, flush=True)
 
 
+#: GR00T N1.6's action-head sizes (docs/IMPORT.md, "GR00T N1.6") over the paper preset
+N16_HEAD = {"dit_layers": 32, "vl_cross_attention": "alternate", "adapter_layers": 0, "adapter_heads": 1,
+            "max_state_dim": 128, "max_action_dim": 128, "horizon": 50, "action_steps": 8, "num_embodiments": 32,
+            "timestep_freq_shift": 1}
+MODELS = {"paper": {}, "gr00t_n16": N16_HEAD}
+
+
 def build_head_policy(seed: int, **overrides):
     """The paper preset's action head with seeded random weights, wrapped so that ``sample`` is
     ``LaraPolicy.sample`` itself (the reference the export's parity check uses) without a backbone."""
@@ -77,7 +88,8 @@ def build_head_policy(seed: int, **overrides):
     return HeadOnlyPolicy(config, head).eval()
 
 
-def run_one(precision: str, out: Path, seed: int, vl_tokens: int, threads: int, iters: int, threshold: int) -> dict:
+def run_one(precision: str, out: Path, seed: int, vl_tokens: int, threads: int, iters: int, threshold: int,
+            model: str = "paper") -> dict:
     """One precision, in this process: build, reference, export, ORT. Returns the measurements."""
     import numpy as np
     import onnxruntime as ort
@@ -88,9 +100,9 @@ def run_one(precision: str, out: Path, seed: int, vl_tokens: int, threads: int, 
     from lara_g1.policy_export.onnx_export import export_action_head, onnx_file_name
 
     torch.set_num_threads(threads)
-    r: dict = {"precision": precision, "threads": threads, "vl_tokens": vl_tokens, "seed": seed}
+    r: dict = {"model": model, "precision": precision, "threads": threads, "vl_tokens": vl_tokens, "seed": seed}
     t0 = time.perf_counter()
-    policy = build_head_policy(seed)
+    policy = build_head_policy(seed, **MODELS[model])
     cfg = policy.config
     r["head_parameters"] = sum(p.numel() for p in policy.head.parameters())
     r["build_s"] = time.perf_counter() - t0
@@ -106,7 +118,12 @@ def run_one(precision: str, out: Path, seed: int, vl_tokens: int, threads: int, 
         if cfg.mask_vl_padding:   # the paper preset: the pad mask travels as a last channel (policy.pack_vl)
             mask = np.ones((batch, vl_tokens), dtype=np.float32)
             mask[:, vl_tokens - vl_tokens // 10:] = 0.0     # the last 10 % are pad tokens
-            vl = np.concatenate([vl, mask[..., None]], axis=-1)
+            channels = [mask]
+            if cfg.vl_cross_attention == "alternate":      # N1.6: the image mask, a middle run of tokens
+                image = np.zeros((batch, vl_tokens), dtype=np.float32)
+                image[:, vl_tokens // 4: vl_tokens // 4 + vl_tokens // 3] = 1.0
+                channels.append(image)
+            vl = np.concatenate([vl, *(c[..., None] for c in channels)], axis=-1)
         state = rng.uniform(-1.0, 1.0, (batch, cfg.max_state_dim)).astype(np.float32)
         noise = make_noise(batch, cfg.horizon, cfg.max_action_dim, seed=int(rng.integers(2**31)))
         return vl, state, noise
@@ -171,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for the graphs and results.json (nothing else is written)")
+    p.add_argument("--model", choices=tuple(MODELS), default="paper",
+                   help="paper: GR00T N1.5 / LARA sizes; gr00t_n16: GR00T N1.6's head (default: paper)")
     p.add_argument("--precisions", default="fp32,fp16", help="comma-separated, of fp32, fp16 (default both)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the inputs (default 0)")
     p.add_argument("--vl-tokens", type=int, default=320,
@@ -189,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.child:   # one precision in this process; the result as the last line of stdout
         r = run_one(precisions[0], args.out, args.seed, args.vl_tokens, args.threads, args.iters,
-                    args.external_data_threshold)
+                    args.external_data_threshold, args.model)
         print(json.dumps(r))
         return 0
 
@@ -197,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     for precision in precisions:
         cmd = [sys.executable, __file__, "--child", "--out", str(args.out), "--precisions", precision,
                "--seed", str(args.seed), "--vl-tokens", str(args.vl_tokens), "--threads", str(args.threads),
-               "--iters", str(args.iters), "--external-data-threshold", str(args.external_data_threshold)]
+               "--iters", str(args.iters), "--external-data-threshold", str(args.external_data_threshold),
+               "--model", args.model]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         if proc.returncode != 0:

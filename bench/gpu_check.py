@@ -1,6 +1,6 @@
 """Parity and latency of the torch, ONNX Runtime and TensorRT engines per preset, written into docs/BENCHMARKS.md.
 
-    python bench/gpu_check.py --device cuda --engines torch,ort,trt --presets tiny,small,paper --batch 1,8 \\
+    python bench/gpu_check.py --device cuda --engines torch,ort,trt --presets tiny,small,paper,gr00t_n16 --batch 1,8 \\
         --out DIR --docs docs/BENCHMARKS.md          # on an NVIDIA GPU (bench/gpu_check.sh runs this)
     python bench/gpu_check.py --device cpu --engines torch,ort --presets tiny --out DIR --docs FILE
 
@@ -50,14 +50,17 @@ from pathlib import Path
 
 import numpy as np
 
-PRESETS = ("tiny", "small", "paper")
+PRESETS = ("tiny", "small", "paper", "gr00t_n16")
 ENGINES = ("torch", "ort", "trt")
 DEVICES = ("cpu", "cuda")
-DEFAULT_ITERS = {"tiny": 20, "small": 10, "paper": 10}
+DEFAULT_ITERS = {"tiny": 20, "small": 10, "paper": 10, "gr00t_n16": 10}
 TARGET_MS = 12.0          # full-size inference on an H100-class GPU
 GROOT_TRT_MS = 23.0       # Isaac-GR00T's own TensorRT pipeline on an H100
 # the paper preset without an Eagle checkpoint: its full-size head behind a stand-in backbone
 PAPER_STANDIN = {"backbone": "standin", "standin_layers": 0, "standin_heads": 16, "standin_patch_size": 14}
+# GR00T N1.6's action head (docs/IMPORT.md, "GR00T N1.6") on the paper preset, the same stand-in backbone
+N16_HEAD = {"dit_layers": 32, "vl_cross_attention": "alternate", "adapter_layers": 0, "adapter_heads": 1,
+            "max_state_dim": 128, "max_action_dim": 128, "horizon": 50, "action_steps": 8, "num_embodiments": 32}
 BEGIN, END = "<!-- gpu_check:{device} begin -->", "<!-- gpu_check:{device} end -->"   # device:preset
 
 
@@ -124,7 +127,8 @@ def _csv(text: str, what: str, allowed: tuple[str, ...] | None = None) -> list[s
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default="tiny,small,paper", help="comma-separated, of tiny, small, paper")
+    p.add_argument("--presets", default="tiny,small,paper,gr00t_n16",
+                   help="comma-separated, of tiny, small, paper, gr00t_n16")
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     p.add_argument("--out", type=Path, required=True, help="working folder: bundles, exports, engines, results.json")
     p.add_argument("--docs", type=Path, default=None,
@@ -194,7 +198,10 @@ def prepare_bundle(preset: str, args, log) -> tuple[Path, str]:
     path = args.out / preset
     note = ""
     overrides = {}
-    if preset == "paper":
+    if preset == "gr00t_n16":
+        overrides = {**PAPER_STANDIN, **N16_HEAD}
+        note = "GR00T N1.6's full-size head (32 blocks, horizon 50), stand-in backbone"
+    elif preset == "paper":
         if args.paper_backbone is not None:
             overrides = {"backbone_path": str(args.paper_backbone)}
             note = f"Eagle backbone from {args.paper_backbone}"
@@ -205,7 +212,7 @@ def prepare_bundle(preset: str, args, log) -> tuple[Path, str]:
         import shutil
         shutil.rmtree(path)
     log(f"{preset}: creating a random-weight bundle in {path}")
-    create_random_bundle(path, preset=preset, seed=0, **overrides)
+    create_random_bundle(path, preset="paper" if preset == "gr00t_n16" else preset, seed=0, **overrides)
     trt = "trt" in args.engines
     export_onnx(path, precisions=("fp32", args.precision) if trt else ("fp32",), seed=0, log=log)
     if trt:

@@ -6,20 +6,20 @@
 # 1. refuses to run without an NVIDIA GPU (nvidia-smi) or without a CUDA build of torch in the venv;
 # 2. installs the `trt` extra (tensorrt, cuda-python; pyproject.toml) into the existing venv, unless
 #    tensorrt and cuda-python already import;
-# 3. for the tiny, small and a random-weight full-size (paper) policy: exports ONNX, builds fp16
+# 3. for the tiny, small, a random-weight full-size (paper) policy and GR00T N1.6's full-size head: exports ONNX, builds fp16
 #    TensorRT engines on this GPU, checks torch (CUDA) / ONNX Runtime / TensorRT parity, measures
 #    backbone / action head / total latency at batch 1 and 8, TensorRT with CUDA graphs on and off;
 # 4. writes the table, with the GPU's name, into docs/BENCHMARKS.md (its gpu_check:cuda section).
 #
 # Environment: VENV (default .venv), OUT (default /tmp/lara-gpu-check: bundles, graphs, engines;
-# the paper bundle needs ~15 GB of disk), PRESETS (default tiny,small,paper), BATCH (default 1,8),
+# the paper bundle needs ~15 GB of disk), PRESETS (default tiny,small,paper,gr00t_n16), BATCH (default 1,8),
 # DOCS (default docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 OUT=${OUT:-/tmp/lara-gpu-check}
-PRESETS=${PRESETS:-tiny,small,paper}
+PRESETS=${PRESETS:-tiny,small,paper,gr00t_n16}
 BATCH=${BATCH:-1,8}
 DOCS=${DOCS:-docs/BENCHMARKS.md}
 

@@ -126,7 +126,10 @@ class LaraPolicy(nn.Module):
         adapted = self.adapter(tokens, key_mask=mask)
         if channels == 1:
             return pack_vl(adapted, mask)
-        image = torch.cat([torch.zeros_like(lead), (input_ids == self.backbone.image_token_id).to(mask.dtype)], dim=1)
+        # image tokens: the stand-in's leading patches, and the Eagle prompts' <IMG_CONTEXT> positions
+        token_id = getattr(self.backbone, "image_token_id", None)
+        in_text = (input_ids == token_id) if token_id is not None else torch.zeros_like(attention_mask)
+        image = torch.cat([torch.ones_like(lead), in_text.to(mask.dtype)], dim=1)
         return pack_vl(adapted, mask, image)
 
     def velocity(self, vl_features: torch.Tensor, state: torch.Tensor, noisy_actions: torch.Tensor,

@@ -6,7 +6,9 @@ import shutil
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+import torch
 
 from lara_g1.lara.bundle import create_random_bundle, load_bundle
 from lara_g1.lara.manifest import Manifest, ManifestError, sha256_file
@@ -169,3 +171,21 @@ def test_external_data_files_are_checksummed(exported, tmp_path):
     (b / "onnx/action_head.onnx.data").write_bytes(bytes(data))
     with pytest.raises(ManifestError, match="action_head.onnx.data"):
         verify_files(b, art)
+
+
+def test_alternating_text_image_cross_attention_exports_and_matches_torch(tmp_path):
+    """GR00T N1.6's head layout (image mask packed beside the pad mask) on the stand-in backbone, as
+    bench/gpu_check.py's gr00t_n16 row builds it: ORT against torch, with padded instructions."""
+    path = create_random_bundle(tmp_path / "n16", preset="tiny", seed=3, mask_vl_padding=True,
+                                vl_cross_attention="alternate", adapter_layers=0, horizon=16, action_steps=8)
+    assert export_main([str(path), "--onnx", "--seed", "0"]) == 0
+    b = load_bundle(path)
+    inputs, noise = random_inputs(b.preprocessor, 16, 32, 2, seed=4)
+    t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    vl = b.policy.backbone_features(t["pixel_values"], t["input_ids"], t["attention_mask"])
+    assert vl.shape[-1] == b.config.vl_dim + 2 and torch.equal(vl[0, :4, -1], torch.ones(4))   # patches: image
+    head = ort.InferenceSession(str(path / "onnx" / "action_head.onnx"), providers=["CPUExecutionProvider"])
+    got = head.run(None, {"vl_features": vl.detach().numpy(), "state": inputs["state"], "noise": noise})[0]
+    with torch.no_grad():
+        ref = b.policy.sample(vl, t["state"], t["embodiment_id"], torch.from_numpy(noise)).numpy()
+    assert np.abs(got - ref).max() < 1e-4

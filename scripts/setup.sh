@@ -15,6 +15,11 @@ python -m pip install --quiet -e ".[all]"
 # unitree_sdk2py (the robot extra) for the tests that compare our DDS messages and CRC with it;
 # --no-deps: the package declares opencv-python but never imports it.
 python -m pip install --quiet --no-deps unitree-sdk2py-dimos
+# avp-stream (the teleop extra) for the Vision Pro tests against the real package. --no-deps: it
+# declares opencv-python (the GUI build: it would overwrite opencv-python-headless's cv2), matplotlib,
+# flask, gdown and more that it never imports for hand tracking; importing it needs only these.
+python -m pip install --quiet grpcio aiortc scipy requests
+python -m pip install --quiet --no-deps "avp-stream>=2.50,<3"
 
 # System packages: MuJoCo's offscreen renderer (EGL + Mesa) and headless Chromium for the
 # dashboard tests. Installed only where missing and only when we may (root with apt).

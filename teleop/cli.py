@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", required=True, type=Path, help="dataset directory")
     rec.add_argument("--source", default="avp",
                      help="avp (default), replay:FILE (.npz), synthetic, or expert (scripted, --robot sim)")
-    rec.add_argument("--avp-ip", help="the Vision Pro's IP address (Tracking Streamer app)")
+    rec.add_argument("--avp-ip", help="the Vision Pro's IPv4 address, as the Tracking Streamer app shows it "
+                                      "(host names, localhost and IPv6 are refused: avp-stream would take "
+                                      "them for a cross-network room code)")
     robot_args(rec, "g1")
     rec.add_argument("--camera-config", help="YAML camera section for the real robot (default: a D455)")
     rec.add_argument("--camera", default="head", help="camera name in the dataset (default: head)")
@@ -166,8 +168,9 @@ def cmd_record(args) -> int:
                        "--episode-time S for unattended recording")
     if args.calibrate_hands and not interactive:
         raise CliError("--calibrate-hands needs a terminal (the operator confirms each hand pose)")
-    if args.source == "avp" and not args.avp_ip:
-        raise CliError("--source avp needs --avp-ip (the Vision Pro's address in the Tracking Streamer app)")
+    if args.source == "avp":           # before anything starts: an address avp-stream would misread
+        from lara_g1.teleop.sources.avp import validate_ip
+        validate_ip(args.avp_ip)
     from lara_g1.lara.data import format as fmt
     if not args.resume and args.out.exists() and (not args.out.is_dir() or any(
             p.name != fmt.PARTIAL_DIR for p in args.out.iterdir())):
@@ -199,6 +202,12 @@ def cmd_record(args) -> int:
         source.connect()
         stack.callback(source.close)
         robot, robot_cfg, sim_control = _open_robot(args, stack, scene, args.render, float(args.fps), args.seed)
+        if args.robot == "g1":   # the pre-flight's fast subset (lara-robot check runs every check)
+            from lara_g1.core.embodiment import load_embodiment
+            from lara_g1.robot import preflight
+            refused = preflight.refusal(preflight.fast_checks(robot_cfg, load_embodiment(robot_cfg.embodiment)))
+            if refused:
+                raise CliError(refused)
         if args.robot == "sim":
             from lara_g1.robot.cameras import SimCamera
             camera = SimCamera(robot_cfg.domain_id)

@@ -36,7 +36,7 @@ from lara_g1.core.errors import LaraError
 from lara_g1.robot.cameras.base import Camera
 from lara_g1.robot.cameras.stream import FrameStream
 from lara_g1.robot.interface import Robot
-from lara_g1.robot.safety import EStopSource, Phase, SafetyFilter
+from lara_g1.robot.safety import EStopSource, Phase, SafetyFilter, StopReason
 from lara_g1.teleop.keys import Key, RecordKeys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
@@ -323,6 +323,8 @@ class RecordSession:
         self.frames = FrameStream(camera, keep=150, read_timeout_s=0.5, name="teleop-camera")
         self.writer: LeRobotWriter | None = None
         self.report = SessionReport()
+        self._saved: list[int] = []            # dataset indices of the episodes saved
+        self._attempt = 0                      # the episode being recorded (0-based)
 
     # -- phases -------------------------------------------------------------------------------
     def _wait_for(self, what: str, cond: Callable[[], bool], timeout_s: float) -> None:
@@ -335,10 +337,38 @@ class RecordSession:
 
     def _check_alive(self) -> None:
         if self.control.error is not None:
-            raise SessionError(f"teleop control failed: {self.control.error}") from self.control.error
+            raise SessionError(f"teleop control failed: {self.control.error}; "
+                               f"{self._episodes_text()}") from self.control.error
         if self.safety.stopped:
-            raise SessionError(f"the safety filter faded the arms out ({self.safety.fade_detail}); "
-                               "recording stopped")
+            raise SessionError(self._stopped_text())
+
+    def _stopped_text(self) -> str:
+        """Why recording stopped after a fade-out: whose tracking stopped (when it did), what the
+        filter did, and what became of the episodes."""
+        text = f"the safety filter faded the arms out ({self.safety.fade_detail}); recording stopped"
+        if self.safety.fade_reason is StopReason.STALE_COMMANDS or not self.control.tracking_ok:
+            last = self.control.last_sample
+            age = "" if last is None else f" {self._clock() - last.timestamp:.1f} s ago"
+            error = self.source.status().get("error")
+            text = (f"tracking from {self.source.describe()} stopped{age}"
+                    + (f" (last error: {error})" if error else "")
+                    + f": the arms held the last command, then {text}")
+        return f"{text}. {self._episodes_text()}"
+
+    def _episodes_text(self) -> str:
+        """The episodes saved so far and the one in progress (discarded on the way out)."""
+        n = len(self._saved)
+        text = f"{n} episode{'' if n == 1 else 's'} saved"
+        if n and self.writer is not None:
+            text += f" to {self.writer.root} (#{', #'.join(map(str, self._saved))})"
+        if self.writer is not None and self.writer.recording:
+            text += (f"; the episode in progress (episode {self._attempt + 1} of {self.config.episodes}) "
+                     "is discarded")
+        else:
+            text += "; no episode was in progress"
+        if self.report.failed:
+            text += f"; {len(self.report.failed)} failed attempt(s) were discarded"
+        return text
 
     def _fresh_sample(self) -> TrackingSample | None:
         s = self.source.latest()
@@ -357,21 +387,40 @@ class RecordSession:
             time.sleep(0.02)
 
     def _calibrate(self) -> None:
+        """Average ``calibration_s`` of samples with both hands tracked; waits (at most
+        ``start_timeout_s``) for the tracker to see both hands: an untracked hand's pose is no pose."""
         cfg = self.config
-        self._wait_for("the first tracking sample", lambda: self._fresh_sample() is not None,
-                       cfg.start_timeout_s)
+        self._wait_for(f"the first tracking sample from {self.source.describe()}",
+                       lambda: self._fresh_sample() is not None, cfg.start_timeout_s)
         if cfg.interactive:
             self.progress.line("calibration: take the robot's calibration pose (upper arms down, "
                                "forearms turned out ~45°, hands pointing forward and open), look straight ahead, "
                                "then press n or →")
             self._wait_next_key()
         samples, last = [], None
-        deadline = self._clock() + cfg.calibration_s
-        while self._clock() < deadline or not samples:
+        deadline = None                           # calibration_s after the first sample with both hands
+        give_up = self._clock() + cfg.start_timeout_s
+        missing: tuple[str, ...] = ()
+        while deadline is None or self._clock() < deadline:
             s = self._fresh_sample()
             if s is not None and s is not last and (last is None or s.timestamp != last.timestamp):
-                samples.append(s)
                 last = s
+                unseen = tuple(side for side in ("left", "right") if not s.tracked(side))
+                if not unseen:
+                    samples.append(s)
+                    if deadline is None:
+                        deadline = self._clock() + cfg.calibration_s
+                elif unseen != missing and not samples:
+                    self.progress.line(f"calibration: waiting for {self.source.describe()} to see the "
+                                       f"{' and '.join(unseen)} hand{'s' if len(unseen) > 1 else ''}: hold "
+                                       "both hands in front of the headset, in the calibration pose")
+                missing = unseen
+            if deadline is None and self._clock() > give_up:
+                what = (f"did not see the {' and '.join(missing)} hand{'s' if len(missing) > 1 else ''}"
+                        if missing else "sent no fresh sample with both hands tracked")
+                raise SessionError(f"no calibration: {self.source.describe()} {what} within "
+                                   f"{cfg.start_timeout_s:.0f} s (a hand it has not seen has no pose); "
+                                   "nothing was recorded and the robot did not move")
             time.sleep(0.005)
         cal = self.retargeter.calibrate(samples)
         self.progress.line(f"calibrated from {len(samples)} samples (heading {np.degrees(cal.heading):.0f} deg)")
@@ -382,8 +431,9 @@ class RecordSession:
                                    if what == "open" else "hands: make two firm fists, then press n or →")
                 self._wait_next_key()
                 hands[what] = self._fresh_sample()
-                if hands[what] is None:
-                    raise SessionError("no fresh tracking sample for the hand calibration")
+                if hands[what] is None or not (hands[what].left_tracked and hands[what].right_tracked):
+                    raise SessionError("no fresh tracking sample with both hands tracked for the hand "
+                                       f"calibration (from {self.source.describe()})")
             for side in ("left", "right"):
                 self.retargeter.hands.calibrate(side, getattr(hands["open"], f"{side}_hand"),
                                                 getattr(hands["closed"], f"{side}_hand"))
@@ -391,6 +441,10 @@ class RecordSession:
 
     def _status(self, phase: str, episode: int, elapsed: float, frames: int, dropped: int) -> None:
         track = "ok" if self.control.tracking_ok else "LOST"
+        sample = self.control.last_sample
+        unseen = [side for side in ("left", "right") if sample is not None and not sample.tracked(side)]
+        if unseen and self.control.tracking_ok:
+            track = f"ok, {' and '.join(unseen)} hand not seen (arm holds)"
         self.progress.status(f"episode {episode + 1}/{self.config.episodes} | {phase} {elapsed:5.1f} s | "
                              f"frames {frames} | dropped {dropped} | tracking {track} | "
                              f"safety {self.safety.phase.value}")
@@ -423,6 +477,7 @@ class RecordSession:
     def _record_episode(self, episode: int) -> tuple[EpisodeEnd, EpisodeReport]:
         """Record one episode; returns how it ended and its report."""
         cfg = self.config
+        self._attempt = episode
         self.writer.start_episode(cfg.task)
         self.source.next_episode()
         fps = cfg.fps
@@ -532,6 +587,7 @@ class RecordSession:
                     break
             else:
                 index = self.writer.save_episode()
+                self._saved.append(index)
                 self.report.episodes.append(rep)
                 self.report.attempts.append(rep)
                 self.progress.line(f"episode {episode + 1}/{cfg.episodes} saved as #{index}: {rep.frames} frames, "

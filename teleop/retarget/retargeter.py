@@ -11,6 +11,13 @@ frame, the neutral head pitch and the wrist poses. Afterwards, with ``R_h`` the 
 
 so the tracker's wrist-frame conventions cancel out and only relative motion reaches the robot.
 Arms are solved by :class:`lara_g1.teleop.retarget.arm_ik.ArmIK`, warm-started from the previous frame.
+
+Untracked hands (``TrackingSample.left_tracked``/``right_tracked`` False: the tracker does not see
+the hand, and its wrist pose means nothing): the calibration takes only samples with both hands
+tracked, and afterwards an untracked hand's arm and fingers hold their last command. When the hand
+is seen again its arm rejoins smoothly: the hand target moves from where the held arm is to the
+tracked target over ``arm.rejoin_s`` (smoothstep), so the arm never jumps to a hand that
+reappears elsewhere.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from pydantic import Field
 from lara_g1.core.config import ConfigModel, config_dataclass, config_path, load_config
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import ConfigError, LaraError
-from lara_g1.robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains
+from lara_g1.robot.kinematics import ArmChain, axis_angle_matrix, load_arm_chains, rotation_log
 from lara_g1.teleop.retarget.arm_ik import ArmIK, IKResult
 from lara_g1.teleop.retarget.hands import HandRetargeter
 from lara_g1.teleop.sources.base import TrackingSample
@@ -47,6 +54,7 @@ class ArmRetarget(ConfigModel):
     max_iters: int = Field(ge=1)                  # IK iterations per frame and arm
     max_delta: float = Field(gt=0.0)              # rad: largest IK change per frame and joint
     rot_weight: float = Field(gt=0.0)             # m per rad: orientation vs position in the IK error
+    rejoin_s: float = Field(0.5, ge=0.0, le=3.0)  # s: an arm whose hand is seen again moves over to it
 
 
 @config_dataclass
@@ -79,6 +87,21 @@ def _heading_and_pitch(forward: np.ndarray) -> tuple[float, float]:
             float(np.arctan2(-forward[2], np.hypot(forward[0], forward[1]))))
 
 
+def _smoothstep(x: float) -> float:
+    x = min(1.0, max(0.0, x))
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _interpolate_pose(A: np.ndarray, B: np.ndarray, s: float) -> np.ndarray:
+    """The pose ``s`` (0..1) of the way from ``A`` to ``B`` (straight line, shortest rotation)."""
+    T = np.eye(4)
+    T[:3, 3] = A[:3, 3] + s * (B[:3, 3] - A[:3, 3])
+    rv = rotation_log(A[:3, :3].T @ B[:3, :3])
+    angle = float(np.linalg.norm(rv))
+    T[:3, :3] = A[:3, :3] @ (axis_angle_matrix(rv / angle, s * angle) if angle > 1e-12 else np.eye(3))
+    return T
+
+
 def _mean_rotation(Rs: list[np.ndarray]) -> np.ndarray:
     """The chordal mean of rotations (projection of their sum onto SO(3))."""
     U, _, Vt = np.linalg.svd(np.sum(Rs, axis=0))
@@ -94,10 +117,13 @@ class OperatorCalibration:
 
     @classmethod
     def from_samples(cls, samples: list[TrackingSample]) -> "OperatorCalibration":
-        """Average a short stretch of samples (the operator holding the calibration pose)."""
-        good = [s for s in samples if s.is_finite()]
+        """Average a short stretch of samples (the operator holding the calibration pose).
+
+        Only samples with both hands tracked count: an untracked hand's wrist pose is no pose."""
+        good = [s for s in samples if s.is_finite() and all(s.tracked(side) for side in SIDES)]
         if not good:
-            raise RetargetError("calibration needs at least one valid tracking sample")
+            raise RetargetError("calibration needs at least one valid tracking sample with both hands "
+                                "tracked")
         fwd = np.mean([s.head[:3, 0] for s in good], axis=0)
         heading, pitch = _heading_and_pitch(fwd)
         wrists = {}
@@ -159,6 +185,9 @@ class Retargeter:
         self.home = {side: self.chains[side].fk(self.pose0[self._slices[side]]) for side in SIDES}
         self.calibration: OperatorCalibration | None = None
         self._q_arm = {side: self.pose0[self._slices[side]].copy() for side in SIDES}
+        self._q_hand = {side: self.pose0[self._hand_slices[side]].copy() for side in SIDES}
+        self._held = dict.fromkeys(SIDES, False)          # the hand was untracked: arm held
+        self._rejoin: dict[str, tuple[float, np.ndarray] | None] = dict.fromkeys(SIDES)
 
     def calibrate(self, samples: list[TrackingSample] | OperatorCalibration) -> OperatorCalibration:
         cal = samples if isinstance(samples, OperatorCalibration) else OperatorCalibration.from_samples(samples)
@@ -170,6 +199,26 @@ class Retargeter:
         src = self.pose0 if q is None else np.asarray(q, dtype=np.float64)
         for side in SIDES:
             self._q_arm[side] = self.chains[side].clip(src[self._slices[side]])
+            self._q_hand[side] = src[self._hand_slices[side]].copy()
+            if self._rejoin[side] is not None:          # a rejoin restarts from the new pose
+                self._rejoin[side] = (self._rejoin[side][0], self.chains[side].fk(self._q_arm[side]))
+
+    def hand_target(self, sample: TrackingSample, side: str) -> np.ndarray:
+        """The arm target for a tracked hand: :meth:`arm_target`, eased in from the held arm's
+        hand pose for ``arm.rejoin_s`` after the hand was seen again."""
+        target = self.arm_target(sample, side)
+        if self._held[side]:                            # seen again: rejoin from where the arm is
+            self._held[side] = False
+            if self.config.arm.rejoin_s > 0:
+                self._rejoin[side] = (sample.timestamp, self.chains[side].fk(self._q_arm[side]))
+        rejoin = self._rejoin[side]
+        if rejoin is None:
+            return target
+        s = (sample.timestamp - rejoin[0]) / self.config.arm.rejoin_s
+        if s >= 1.0:
+            self._rejoin[side] = None
+            return target
+        return _interpolate_pose(rejoin[1], target, _smoothstep(s))
 
     def arm_target(self, sample: TrackingSample, side: str) -> np.ndarray:
         """The robot hand pose (torso frame) that the sample's wrist asks for."""
@@ -190,7 +239,9 @@ class Retargeter:
                          d[1] + self.config.head.pitch_gain * (pitch - cal.head_pitch)])
 
     def __call__(self, sample: TrackingSample) -> RetargetResult | None:
-        """The joint target for ``sample``; None for a sample with non-finite values."""
+        """The joint target for ``sample``; None for a sample with non-finite values.
+
+        ``ik`` holds the tracked sides only: an untracked hand's arm and fingers hold."""
         if self.calibration is None:
             raise RetargetError("retargeting needs a calibration first (Retargeter.calibrate)")
         if not sample.is_finite():
@@ -198,11 +249,17 @@ class Retargeter:
         q = self.pose0.copy()
         results: dict[str, IKResult] = {}
         for side in SIDES:
-            res = self.ik[side].solve(self.arm_target(sample, side), self._q_arm[side],
-                                      max_iters=self.config.arm.max_iters, max_delta=self.config.arm.max_delta)
-            self._q_arm[side] = res.q
-            results[side] = res
-            q[self._slices[side]] = res.q
-            q[self._hand_slices[side]] = self.hands(getattr(sample, f"{side}_hand"), side)
+            if sample.tracked(side):
+                res = self.ik[side].solve(self.hand_target(sample, side), self._q_arm[side],
+                                          max_iters=self.config.arm.max_iters,
+                                          max_delta=self.config.arm.max_delta)
+                self._q_arm[side] = res.q
+                results[side] = res
+                self._q_hand[side] = np.asarray(self.hands(getattr(sample, f"{side}_hand"), side), np.float64)
+            else:
+                self._held[side] = True
+                self._rejoin[side] = None
+            q[self._slices[side]] = self._q_arm[side]
+            q[self._hand_slices[side]] = self._q_hand[side]
         q[self._head] = self.head_target(sample)
         return RetargetResult(self.emb.clip(q).astype(np.float32), results)

@@ -14,6 +14,9 @@ conversion, with the head frame re-expressed):
   5-9 index, 10-14 middle, 15-19 ring, 20-24 little (metacarpal, knuckle, intermediate base,
   intermediate tip, tip).
 - ``episode_end``: a scripted source (synthetic, a replayed script) says the episode is over.
+- ``left_tracked`` / ``right_tracked``: whether the tracker sees that hand. An untracked hand's
+  wrist and joints mean nothing (the Vision Pro app sends identities for a hand it has not seen):
+  the calibration waits for both hands, and the retargeter holds an untracked hand's arm.
 """
 from __future__ import annotations
 
@@ -44,6 +47,12 @@ class TrackingSample:
     left_hand: np.ndarray     # [25, 4, 4], relative to the left wrist
     right_hand: np.ndarray    # [25, 4, 4], relative to the right wrist
     episode_end: bool = False
+    left_tracked: bool = True
+    right_tracked: bool = True
+
+    def tracked(self, side: str) -> bool:
+        """Whether the ``side`` ('left' or 'right') hand is tracked."""
+        return bool(getattr(self, f"{side}_tracked"))
 
     def validate(self) -> "TrackingSample":
         """Check shapes (a malformed sample is an error, not a robot command)."""
@@ -82,6 +91,10 @@ class TrackingSource(abc.ABC):
 
     def next_episode(self) -> None:
         """A new episode starts (scripted sources restart their script; live sources ignore it)."""
+
+    def describe(self) -> str:
+        """The source in words, for messages: "the Vision Pro at 10.0.0.5", "the synthetic source"."""
+        return f"the {self.name} source"
 
     def status(self) -> dict:
         """A short JSON-friendly status for the progress display."""

@@ -7,6 +7,8 @@ File format (``.npz``, numpy's zip of arrays; written atomically):
 - ``head``, ``left_wrist``, ``right_wrist``: float64 [N, 4, 4]
 - ``left_hand``, ``right_hand``: float32 [N, 25, 4, 4] (relative to the wrist)
 - ``episode_end``: bool [N]
+- ``left_tracked``, ``right_tracked``: bool [N], whether the tracker saw that hand (optional: a
+  file without them has both hands tracked throughout)
 
 :class:`ReplaySource` plays a file at its recorded timing (``speed`` scales it): at a time ``t``
 after :meth:`ReplaySource.connect` the newest sample is the last one recorded at or before ``t``.
@@ -55,7 +57,9 @@ class TrackingRecorder:
         t0 = self._rows[0].timestamp
         arrays = {"format": np.array(FORMAT),
                   "t": np.array([s.timestamp - t0 for s in self._rows], dtype=np.float64),
-                  "episode_end": np.array([s.episode_end for s in self._rows], dtype=bool)}
+                  "episode_end": np.array([s.episode_end for s in self._rows], dtype=bool),
+                  "left_tracked": np.array([s.left_tracked for s in self._rows], dtype=bool),
+                  "right_tracked": np.array([s.right_tracked for s in self._rows], dtype=bool)}
         for key in _SHAPES:
             dtype = np.float32 if key.endswith("hand") else np.float64
             arrays[key] = np.stack([getattr(s, key) for s in self._rows]).astype(dtype)
@@ -94,8 +98,11 @@ def load_tracking_file(path: str | Path) -> dict[str, np.ndarray]:
     for key, shape in _SHAPES.items():
         if data[key].shape != (n, *shape):
             raise TrackingError(f"{path}: {key} has shape {data[key].shape}, expected {(n, *shape)}")
-    if data["episode_end"].shape != (n,):
-        raise TrackingError(f"{path}: episode_end has shape {data['episode_end'].shape}, expected ({n},)")
+    for key in ("left_tracked", "right_tracked"):
+        data.setdefault(key, np.ones(n, dtype=bool))
+    for key in ("episode_end", "left_tracked", "right_tracked"):
+        if data[key].shape != (n,):
+            raise TrackingError(f"{path}: {key} has shape {data[key].shape}, expected ({n},)")
     if not np.all(np.isfinite(data["t"])) or np.any(np.diff(data["t"]) < 0):
         raise TrackingError(f"{path}: timestamps must be finite and non-decreasing")
     return data
@@ -148,7 +155,8 @@ class ReplaySource(TrackingSource):
             timestamp=self._t0 + (lap + float(self._t[i])) / self.speed,
             head=d["head"][i], left_wrist=d["left_wrist"][i], right_wrist=d["right_wrist"][i],
             left_hand=d["left_hand"][i].astype(np.float64), right_hand=d["right_hand"][i].astype(np.float64),
-            episode_end=bool(d["episode_end"][i]))
+            episode_end=bool(d["episode_end"][i]), left_tracked=bool(d["left_tracked"][i]),
+            right_tracked=bool(d["right_tracked"][i]))
 
     @property
     def finished(self) -> bool:

@@ -148,20 +148,21 @@ def _avp_update(head_convention="z_up", yaw=0.0):
                 [hand_skeleton("right"), np.tile(np.eye(4), (2, 1, 1))])}   # 27-joint app format
 
 
-@pytest.mark.parametrize("convention", ["z_up", "y_up"])
-def test_avp_update_conversion(convention):
-    s = convert_update(_avp_update(convention, yaw=0.5), convention, stamp=3.0)
+def test_avp_update_conversion():
+    # Every avp-stream release sends the head as x right, y forward, z up (no detection).
+    s = convert_update(_avp_update("z_up", yaw=0.5), stamp=3.0)
     assert s.timestamp == 3.0 and s.right_hand.shape == (25, 4, 4)
     np.testing.assert_allclose(s.head[:3, 0], [np.cos(0.5), np.sin(0.5), 0], atol=1e-12)   # forward
     np.testing.assert_allclose(s.head[:3, 2], [0, 0, 1], atol=1e-12)                        # up
+    assert not s.left_tracked and not s.right_tracked       # identity wrists: hands not seen
     with pytest.raises(TrackingError, match="unexpected"):
-        convert_update({"head": np.eye(4)}, convention, 0.0)
+        convert_update({"head": np.eye(4)}, 0.0)
 
 
 class FakeStreamer:
     """Stands in for avp_stream.VisionProStreamer: a thread replaces .latest like the gRPC one."""
 
-    def __init__(self, ip, record, convention="y_up", rate_hz=100.0):
+    def __init__(self, ip, record, convention="z_up", rate_hz=100.0):
         self.latest = None
         self.stopped = False
         self.paused = threading.Event()
@@ -194,7 +195,7 @@ def test_avp_source_streams_detects_loss_and_recovery():
     src.connect(timeout_s=2.0)
     first = src.latest()
     _wait(lambda: src.latest() is not first)
-    assert np.allclose(src.latest().head[:3, 2], [0, 0, 1])     # y_up convention detected
+    assert np.allclose(src.latest().head[:3, 2], [0, 0, 1])     # z up
     made[0].paused.set()                                         # the stream stops
     _wait(lambda: src.lost)
     assert src.status()["losses"] == 1 and src.status()["age_s"] >= 0.1

@@ -1,12 +1,16 @@
 """``lara-robot``: run a served policy on the G1 (or the simulated G1), and evaluate it.
 
-    lara-robot run  --task pour --server tcp://HOST:5555 [--sim] [--duration S]
-    lara-robot eval --task pour --trials N [--sim] [--server ...] [--out DIR]
+    lara-robot run  --task pour --server tcp://HOST:5555 [--sim] [--duration S] [--record DIR]
+    lara-robot eval --task pour --trials N [--sim] [--server ...] [--out DIR] [--record DIR | --no-record]
     lara-robot check [--sim] [--server tcp://HOST:5555] [--json FILE]   (pre-flight; moves nothing)
+    lara-robot review DIR [--dashboard HOST:PORT]   (the review page of recorded trials)
 
 Every command goes camera + state → lara-serve → chunk scheduler → safety filter → robot.
 E-stop: SPACE/e/Esc on the terminal, the dashboard's button (POST /api/estop), Ctrl-C or
 SIGTERM; each fades the arm_sdk blend weight out (never zero gains).
+
+Each trial (eval: by default into OUT/dataset; run: with --record DIR) is saved as an episode of
+a LeRobot v3.0 dataset when it ends (robot/recording.py), reviewed on the status page's /review.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -39,11 +44,14 @@ from lara_g1.robot.evaluation import (
 )
 from lara_g1.robot.interface import Robot
 from lara_g1.robot.keyboard import KeyboardEStop, ask_yes_no
+from lara_g1.robot.recording import RecordingError
 from lara_g1.robot.safety import EStop, EStopSource, SafetyConfigError, SafetyError, StopReason
 
-if TYPE_CHECKING:  # imported where used: the client needs zmq, SimControl a DDS participant
+if TYPE_CHECKING:  # imported where used: the client needs zmq, SimControl a DDS participant, recording av
+    from lara_g1.robot.recording import TrialRecorder
     from lara_g1.robot.sim.control import SimControl
     from lara_g1.runtime.client import PolicyClient
+    from lara_g1.teleop.dataset_writer import LeRobotWriter
 
 log = logging.getLogger("lara-robot")
 
@@ -73,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=0, help="sim scene seed")
         sp.add_argument("--dashboard", default="127.0.0.1:8081", help="HOST:PORT of the status page, or 'off'")
         sp.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        rec = sp.add_mutually_exclusive_group()
+        rec.add_argument("--record", type=Path, metavar="DIR",
+                         help="record each trial as an episode of the LeRobot v3.0 dataset DIR (created, or "
+                              "extended if it holds one)" + (" (default: OUT/dataset)" if sp.prog.endswith("eval")
+                                                             else ""))
+        rec.add_argument("--no-record", action="store_true", help="record nothing")
 
     run = sub.add_parser("run", help="run the policy for a while")
     common(run)
@@ -107,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--joint-margin", type=float, default=0.05, help="rad a joint must stay inside its limits")
     ck.add_argument("--json", type=Path, help="also write every check (name, status, value, fix) to this JSON file")
     ck.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    rv = sub.add_parser("review", help="serve the review page of a dataset of recorded trials (until Ctrl-C)")
+    rv.add_argument("dataset", type=Path, help="the dataset (lara-robot eval's OUT/dataset, or --record DIR)")
+    rv.add_argument("--dashboard", default="127.0.0.1:8081", help="HOST:PORT to serve it on")
+    rv.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
 
@@ -130,6 +149,10 @@ class Session:
         self.horizon = 8
         self.current: ControlLoop | None = None
         self.status_extra: dict[str, Any] = {"task": task.name}
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.record_root: Path | None = _record_root(args)
+        self.writer: LeRobotWriter | None = None
+        self.recorder: TrialRecorder | None = None
 
     def open(self) -> "Session":
         args = self.args
@@ -196,12 +219,61 @@ class Session:
         refused = preflight.refusal([layout, *checks])
         if refused:
             raise ControlError(refused)
+        if self.record_root is not None:
+            self._open_recording()
         log.info("policy %s (%s) at %s; robot %s on DDS domain %d; camera %s",
                  meta.get("model_id"), meta.get("engine"), args.server, cfg.name, cfg.domain_id, self.camera_name)
         return self
 
+    def _open_recording(self) -> None:
+        from lara_g1.robot.recording import open_trial_dataset
+
+        frame = self.camera.read(timeout_s=5.0)        # its size is the video's
+        fps = max(1, round(self.config.scheduler.policy_hz))
+        self.writer = open_trial_dataset(self.record_root, self.camera_name, frame.image.shape[:2], fps, self.emb)
+        self.stack.callback(self.writer.close)
+        have = self.writer.num_episodes
+        log.info("recording each trial into %s%s", self.record_root,
+                 f" (adding to its {have} episodes)" if have else "")
+
     def close(self) -> None:
         self.stack.close()
+
+    # -- recording ----------------------------------------------------------------------------
+    def start_recording(self, loop: ControlLoop, instruction: str) -> TrialRecorder | None:
+        if self.writer is None:
+            return None
+        from lara_g1.robot.recording import TrialRecorder
+
+        self.recorder = TrialRecorder(self.writer, loop, self.camera_name, instruction).start()
+        return self.recorder
+
+    def save_recording(self, rec: TrialRecorder | None, metadata: dict[str, Any]) -> int | None:
+        """Save the trial's episode with ``metadata`` (None: not recorded, or nothing to keep)."""
+        if rec is None:
+            return None
+        rec.finish()
+        self.recorder = None
+        body = {"run_id": self.run_id, "task": self.task.name, "sim": bool(self.args.sim),
+                "server": self.args.server, **{k: self.status_extra.get(k) for k in ("model", "engine")},
+                **metadata}
+        try:
+            index = rec.save(body)
+        except Exception as exc:  # noqa: BLE001 - a lost recording must not end an evaluation
+            log.error("saving the trial into %s failed: %s", self.record_root, exc)
+            rec.discard()
+            return None
+        if index is None:
+            if rec.error is not None:
+                log.error("the trial was not recorded: %s", rec.error)
+            return None
+        print(f"  saved as episode {index} of {self.record_root} ({rec.frames} frames)")
+        return index
+
+    def camera_frame(self) -> np.ndarray | None:
+        """The newest frame of the running trial's camera stream (None when none)."""
+        frame = self.current.latest_frame() if self.current is not None else None
+        return None if frame is None else np.asarray(frame.image)
 
     def infer_fn(self, instruction: str) -> Callable[[Observation], np.ndarray]:
         deadline_ms = 1000.0 * self.horizon / self.config.scheduler.policy_hz
@@ -217,15 +289,30 @@ class Session:
         return infer
 
     def new_loop(self, instruction: str) -> ControlLoop:
+        # a recorder samples frames by time, a second or two behind the policy
+        keep = 2 * max(1, round(self.config.scheduler.policy_hz)) if self.writer is not None else 1
         self.current = ControlLoop(self.robot, self.camera, self.infer_fn(instruction), self.emb, self.config,
-                                   camera_name=self.camera_name, estop=self.estop)
+                                   camera_name=self.camera_name, estop=self.estop, keep_frames=keep)
         return self.current
 
     def status(self) -> dict[str, Any]:
         loop = self.current
         body = loop.status() if loop is not None else {"phase": "idle"}
         body.update(self.status_extra)
+        rec = self.recorder
+        body["recording"] = None if self.writer is None else {
+            "dataset": str(self.record_root), "episodes_saved": self.writer.num_episodes,
+            "frames": None if rec is None else rec.frames}
         return body
+
+
+def _record_root(args: argparse.Namespace) -> Path | None:
+    """Where the trials are recorded: --record DIR; for eval by default OUT/dataset; None: off."""
+    if getattr(args, "no_record", False):
+        return None
+    if getattr(args, "record", None) is not None:
+        return args.record
+    return args.out / "dataset" if args.command == "eval" else None
 
 
 def _camera_config(path: str | None) -> dict[str, Any]:
@@ -281,7 +368,9 @@ def _dashboard(spec: str, session: Session):
     from lara_g1.runtime.dashboard.http import parse_hostport
 
     host, port = parse_hostport(spec)
-    dash = RobotDashboard(session.status, session.estop.trigger, host, port).start()
+    dash = RobotDashboard(session.status, session.estop.trigger, host, port, live=lambda: session.current,
+                          camera=session.camera_frame, dataset=session.record_root,
+                          embodiment=session.emb).start()
     log.info("status page at %s", dash.url)
     try:
         yield dash
@@ -307,13 +396,33 @@ def _print_run(result: RunResult) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+def _result_metadata(result: RunResult) -> dict[str, Any]:
+    """What a trial's episode metadata takes from its RunResult."""
+    return {"end_reason": str(result.reason), "estop": None if result.estop is None else str(result.estop),
+            "duration_s": round(result.duration_s, 3), "interventions": result.interventions,
+            "numbers": {k: v for k, v in _trial_numbers(result).items() if k != "interventions"},
+            "request_errors": result.request_errors}
+
+
+def _error_metadata(loop: ControlLoop, exc: BaseException) -> dict[str, Any]:
+    """The episode metadata of a trial that an error ended."""
+    return {"outcome": "error", "error": f"{type(exc).__name__}: {exc}",
+            "interventions": loop.filter.interventions if loop.filter is not None else {}}
+
+
 def cmd_run(args: argparse.Namespace, session: Session) -> int:
     instruction = args.instruction or session.task.instruction
     if session.sim_control is not None:
         session.sim_control.reset(session.task.name, args.seed)
     loop = session.new_loop(instruction)
-    with KeyboardEStop(session.estop):
-        result = loop.run(args.duration)
+    rec = session.start_recording(loop, instruction)
+    base = {"command": "run", "instruction": instruction, "scene_seed": args.seed if args.sim else None}
+    try:
+        with KeyboardEStop(session.estop):
+            result = loop.run(args.duration)
+    except BaseException as exc:
+        session.save_recording(rec, {**base, **_error_metadata(loop, exc)})
+        raise
     _print_run(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +430,7 @@ def cmd_run(args: argparse.Namespace, session: Session) -> int:
     # The end of --duration and an operator's Ctrl-C/SIGTERM are normal ends; the watchdog is not.
     ok = result.reason is StopReason.END_OF_DURATION or (
         result.reason is StopReason.ESTOP and result.estop in (EStopSource.SIGINT, EStopSource.SIGTERM))
+    session.save_recording(rec, {**base, "outcome": "ended" if ok else "stopped", **_result_metadata(result)})
     return 0 if ok else 1
 
 
@@ -367,13 +477,15 @@ def _sim_trial(session: Session, loop: ControlLoop, duration: float
             stages[s] = True
     objects = {name: [round(float(v), 3) for v in obj["pos"]]
                for name, obj in (last.get("objects") or {}).items() if isinstance(obj, dict) and "pos" in obj}
-    return stages, result, {"stage_s": reached, "objects_end": objects}
+    return stages, result, {"stage_s": reached, "objects_end": objects, "_t0": t0}
 
 
 def _operator_trial(session: Session, loop: ControlLoop, duration: float
                     ) -> tuple[dict[str, bool], RunResult, dict[str, Any]]:
     with KeyboardEStop(session.estop):
         result = loop.run(duration)
+    if session.estop.triggered:          # the trial is not counted: nothing to score
+        return dict.fromkeys(session.task.stages, False), result, {}
     return ask_stages(session.task, ask_yes_no), result, {}
 
 
@@ -408,31 +520,83 @@ def cmd_eval(args: argparse.Namespace, session: Session) -> int:
         loop = session.new_loop(instruction)
         t0 = time.monotonic()
         trial = _sim_trial if session.sim_control is not None else _operator_trial
-        stages, result, observed = trial(session, loop, duration)
-        if session.estop.triggered:
+        rec = session.start_recording(loop, instruction)
+        base = {"command": "eval", "trial": i, "trials": args.trials, "instruction": instruction,
+                "scene_seed": args.seed + i if args.sim else None}
+        try:
+            stages, result, observed = trial(session, loop, duration)
+        except BaseException as exc:
+            session.save_recording(rec, {**base, **_error_metadata(loop, exc)})
+            raise
+        t_trial = observed.pop("_t0", t0)
+        counted = not session.estop.triggered
+        meta = {**base, "counted": counted, "stages": stages, "success": bool(stages.get(FULL)) and counted,
+                "outcome": ("success" if stages.get(FULL) else "failure") if counted else "aborted",
+                **_result_metadata(result), **observed}
+        if rec is not None and rec.t0 is not None and "stage_s" in observed:
+            # when each stage was reached, in the episode's (video's) time
+            meta["stage_video_s"] = {k: round(v - (rec.t0 - t_trial), 2) for k, v in observed["stage_s"].items()}
+        episode = session.save_recording(rec, meta)
+        if not counted:
             aborted = f"e-stop ({session.estop.describe()}) during trial {i + 1}; that trial is not counted"
             break
-        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0,
-                                   {**_trial_numbers(result), **observed}))
+        extra = {**_trial_numbers(result), **observed}
+        if episode is not None:
+            extra["episode_index"] = episode
+        records.append(TrialRecord(i, stages, result.reason, time.monotonic() - t0, extra))
         print("  " + ", ".join(f"{k}={'y' if v else 'n'}" for k, v in stages.items()))
     if not records:
         print(f"lara-robot eval: no completed trials ({aborted})", file=sys.stderr)
         return 1
     info = {"server": args.server, "sim": args.sim, "seed": args.seed, "trial_s": duration,
             "instruction": instruction, "aborted": aborted, **{k: v for k, v in session.status_extra.items()
-                                                              if k in ("model", "engine")}}
+                                                              if k in ("model", "engine")},
+            "dataset": None if session.writer is None else str(session.record_root), "run_id": session.run_id}
     summary = write_results(args.out, task, records, info)
     print(format_table(summary))
     print(f"results in {args.out}/metrics.json, trials.csv, metrics.csv")
+    if session.writer is not None:
+        print(f"trials recorded in {session.record_root} (review: lara-robot review {session.record_root})")
     if aborted:
         print(f"stopped early: {aborted}", file=sys.stderr)
         return 1
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Serve the review page of a trial dataset until Ctrl-C/SIGTERM."""
+    from lara_g1.lara.data.format import INFO_PATH
+    from lara_g1.robot.dashboard import RobotDashboard
+    from lara_g1.runtime.dashboard.http import parse_hostport
+
+    if not (args.dataset / INFO_PATH).is_file():
+        print(f"lara-robot: {args.dataset} holds no dataset ({INFO_PATH} missing)", file=sys.stderr)
+        return 2
+    try:
+        host, port = parse_hostport(args.dashboard)
+        dash = RobotDashboard(lambda: {"phase": "idle", "note": "reviewing a dataset"}, lambda _source: None,
+                              host, port, dataset=args.dataset, embodiment=load_embodiment("g1")).start()
+    except (ValueError, OSError) as exc:
+        print(f"lara-robot: {exc}", file=sys.stderr)
+        return 2
+    print(f"review of {args.dataset} at {dash.url}/review (Ctrl-C to stop)", flush=True)
+    done = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: done.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        dash.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "review":
+        return cmd_review(args)
     if args.sim_running and not args.sim:
         print("lara-robot: --sim-running needs --sim", file=sys.stderr)
         return 2
@@ -479,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             session.open()
             with _dashboard(args.dashboard, session):
                 return cmd_run(args, session) if args.command == "run" else cmd_eval(args, session)
-        except (ControlError, SafetyError, EvaluationError, OSError, TimeoutError, EOFError) as exc:
+        except (ControlError, SafetyError, EvaluationError, RecordingError, OSError, TimeoutError, EOFError) as exc:
             print(f"lara-robot: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

@@ -10,10 +10,14 @@ to the policy's first chunk, from wherever the arms are.) It ends at the end of 
 the safety filter has faded out (e-stop, lost server, stale state); every exit path fades out.
 
 It measures the control period (between consecutive commands) and the end-to-end latency from
-a camera frame to the first command computed from it.
+a camera frame to the first command computed from it. It keeps the last seconds of its ticks
+(:class:`TickHistory`: measured pose, the command sent after the safety filter, the policy's
+target) and of its camera frames, which the status page plots and a
+:class:`lara_g1.robot.recording.TrialRecorder` records on its own thread.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import logging
@@ -99,6 +103,47 @@ class Observation:
     stamp: float
 
 
+@dataclass(frozen=True)
+class Tick:
+    """One control tick: what was measured, what the safety filter sent, what the policy asked."""
+
+    t: float                           # clock time of the tick
+    measured: np.ndarray | None        # measured joints (None: no robot state then)
+    command: np.ndarray                # what the safety filter sent (float32 [dim])
+    target: np.ndarray | None          # the chunk scheduler's target (the raw policy action; None before a chunk)
+    blend: float                       # the arm_sdk blend weight sent
+    running: bool                      # the policy drives (False: moving to the ready pose)
+
+
+class TickHistory:
+    """The last ``maxlen`` ticks, appended by the control thread, read by any other (thread-safe)."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._ticks: collections.deque[Tick] = collections.deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def append(self, tick: Tick) -> None:
+        with self._lock:
+            self._ticks.append(tick)
+
+    def snapshot(self) -> list[Tick]:
+        with self._lock:
+            return list(self._ticks)
+
+    @property
+    def last(self) -> Tick | None:
+        with self._lock:
+            return self._ticks[-1] if self._ticks else None
+
+    def at(self, t: float) -> Tick | None:
+        """The tick in effect at ``t``: the newest at or before it (the oldest kept if none is)."""
+        ticks = self.snapshot()
+        if not ticks:
+            return None
+        i = bisect.bisect_right([k.t for k in ticks], t)
+        return ticks[max(0, i - 1)]
+
+
 class FrameGrabber(FrameStream):
     """The camera on its own thread, for the policy requests.
 
@@ -108,8 +153,9 @@ class FrameGrabber(FrameStream):
     watchdog holds and fades out.
     """
 
-    def __init__(self, camera: Camera, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(camera, keep=1, name="frame-grabber")
+    def __init__(self, camera: Camera, max_age_s: float, clock: Callable[[], float] = time.monotonic,
+                 keep: int = 1) -> None:
+        super().__init__(camera, keep=keep, name="frame-grabber")
         self.max_age_s = max_age_s
         self._clock = clock
 
@@ -153,7 +199,10 @@ class ControlLoop:
     def __init__(self, robot: Robot, camera: Camera, infer: Callable[[Observation], np.ndarray],
                  embodiment: Embodiment, config: ControlConfig, *, camera_name: str = "head",
                  estop: EStop | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, keep_frames: int = 1,
+                 history_s: float = 10.0) -> None:
+        """``keep_frames``: camera frames kept (1 is all the policy needs; a recorder that samples
+        frames by time needs a second or so); ``history_s``: seconds of ticks kept."""
         self.robot = robot
         self.camera = camera
         self.embodiment = embodiment
@@ -175,6 +224,10 @@ class ControlLoop:
         self._phase_note = "idle"
         self._grabber: FrameGrabber | None = None
         self._frame_seq = 0
+        self._keep_frames = max(1, int(keep_frames))
+        self.history = TickHistory(max(2, int(history_s * config.safety.command_hz)))
+        self.run_end: float | None = None         # when the policy stopped driving (clock time)
+        self.ended = threading.Event()            # run() has returned (faded out)
 
     # -- observation --------------------------------------------------------------------------
     def observe(self) -> tuple[Observation, float]:
@@ -198,9 +251,10 @@ class ControlLoop:
                            "no robot state (rt/lowstate) within {:.1f} s: is the robot (or lara-sim) up "
                            "on this DDS domain and interface?")
         if state is None:
+            self.ended.set()
             return self._result(StopReason.NOT_STARTED)
         run = self.config.run
-        self._grabber = FrameGrabber(self.camera, run.frame_max_age_s, clock).start()
+        self._grabber = FrameGrabber(self.camera, run.frame_max_age_s, clock, keep=self._keep_frames).start()
         self.requester = ChunkRequester(self.scheduler, self.observe, self._infer, clock=clock)
         self.filter = SafetyFilter(self.embodiment, self.config.safety, self.robot, estop=self.estop,
                                    clock=clock, sleep=self._sleep)
@@ -231,11 +285,29 @@ class ControlLoop:
             self._phase_note = "running"
             reason = self._loop(duration_s, stop)
         finally:
+            self.run_end = clock()
             self.requester.stop()
             self._grabber.stop()
             self.filter.fade_out(reason)
             self._phase_note = "finished"
+            self.ended.set()
         return self._result(self.filter.fade_reason or reason)
+
+    @property
+    def frames(self) -> FrameGrabber | None:
+        """The camera stream the policy's observations come from (None before run() starts it)."""
+        return self._grabber
+
+    def latest_frame(self) -> Frame | None:
+        """The newest frame of the policy's camera stream (None before the first)."""
+        grabber = self._grabber
+        return None if grabber is None else grabber.at(float("inf"))
+
+    def _record_tick(self, now: float, sent: tuple[np.ndarray, float], target: np.ndarray | None,
+                     running: bool) -> None:
+        state = self.robot.read_state()
+        self.history.append(Tick(now, None if state is None else np.asarray(state.q, dtype=np.float32),
+                                 sent[0], target, float(sent[1]), running))
 
     @property
     def running(self) -> bool:
@@ -275,8 +347,9 @@ class ControlLoop:
                 return StopReason.END_OF_DURATION
             target = self.scheduler.target(now)
             self._last_target = target
-            self.filter.step(target, now, command_stamp=self.scheduler.last_received)
+            out = self.filter.step(target, now, command_stamp=self.scheduler.last_received)
             sent = clock()
+            self._record_tick(now, out, target, True)
             self._ticks += 1
             if last_send is not None:
                 self._periods.append(sent - last_send)
@@ -303,7 +376,9 @@ class ControlLoop:
         period = 1.0 / self.config.safety.command_hz if hold is not None else 0.01
         while not stop.is_set():
             if hold is not None:
-                self.filter.step(hold, self._clock())
+                now = self._clock()
+                out = self.filter.step(hold, now)
+                self._record_tick(now, out, None, False)
                 if self.filter.stopped:
                     return None
             value = get()

@@ -123,6 +123,7 @@ class ChunkScheduler:
         self._latencies: collections.deque[float] = collections.deque(maxlen=config.latency_window)
         self._latency_log: collections.deque[float] = collections.deque(maxlen=10000)  # for stats()
         self._horizon: int | None = None
+        self._last_chunk: tuple[np.ndarray, float, float] | None = None   # (actions, obs stamp, arrival)
         self.chunks_accepted = 0
         self.chunks_dropped = 0
         self.actions_dropped = 0
@@ -161,6 +162,7 @@ class ChunkScheduler:
             else:
                 self._active = chunk
             self._last_received = now
+            self._last_chunk = (a, obs_stamp, now)
             self.chunks_accepted += 1
             return True
 
@@ -182,6 +184,12 @@ class ChunkScheduler:
         A chunk dropped as stale does not count: a server that only sends stale chunks is as
         good as gone, and the safety filter's command watchdog must see that."""
         return self._last_received
+
+    @property
+    def last_chunk(self) -> tuple[np.ndarray, float, float] | None:
+        """The newest accepted chunk as the policy sent it: (actions [H, dim], the observation
+        stamp it was computed from, when it arrived); None before the first."""
+        return self._last_chunk
 
     @property
     def source_stamp(self) -> float | None:

@@ -16,10 +16,16 @@ after it leaves totals/stats one episode behind. Both are repaired by ``resume=T
 deletes the unreferenced files and rewrites info and stats from the episode rows and data.
 The episode being recorded lives only in memory and in ``.partial/`` (ignored by readers),
 where a lock file also keeps a second writer out of the dataset while one is open.
+
+Beyond state, action and the cameras, a writer may carry ``extra_features`` (float32 vectors per
+frame, e.g. ``policy.action``: the raw policy actions of a ``lara-robot`` rollout) and a JSON
+metadata object per episode (``save_episode(metadata=...)``, stored in the episode row's
+``lara/metadata`` column, so it is committed with the episode).
 """
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -31,12 +37,14 @@ import pyarrow.parquet as pq
 from lara_g1.core.embodiment import Embodiment, load_embodiment
 from lara_g1.core.errors import LaraError
 from lara_g1.lara.data import format as fmt
-from lara_g1.lara.data.lerobot import LeRobotDataset
+from lara_g1.lara.data.lerobot import LeRobotDataset, vector_column
 from lara_g1.lara.data.stats import compute_stats, histogram_stats, image_histogram, to_json
 from lara_g1.lara.data.video import CODEC_LABEL, VideoEncoder, available_encoder
 
 DEFAULT_CAMERAS = {"head": (480, 640)}
 LOCK_NAME = "writer.lock"
+#: Episode-row column holding the JSON metadata given to ``save_episode(metadata=...)``.
+METADATA_COLUMN = "lara/metadata"
 
 
 class DatasetWriterError(LaraError, RuntimeError):
@@ -57,8 +65,15 @@ class LeRobotWriter:
                  embodiment: str | Embodiment = "g1", resume: bool = False,
                  robot_type: str = "unitree_g1", codec: str | None = None, gop: int = 15,
                  crf: int = 23, preset: str = "veryfast",
-                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE):
+                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE,
+                 extra_features: dict[str, list[str]] | None = None):
         self.root = Path(root)
+        self.extra_features = {k: list(v) for k, v in (extra_features or {}).items()}
+        for key, names in self.extra_features.items():
+            if key in (fmt.STATE_KEY, fmt.ACTION_KEY, *fmt.INDEX_FEATURES) or key.startswith(fmt.IMAGE_PREFIX):
+                raise ValueError(f"extra feature {key!r} clashes with a standard feature")
+            if not names:
+                raise ValueError(f"extra feature {key!r} needs at least one name")
         self.embodiment = load_embodiment(embodiment) if isinstance(embodiment, str) else embodiment
         self.cameras = dict(DEFAULT_CAMERAS if cameras is None else cameras)
         if not isinstance(fps, int) or fps <= 0:
@@ -79,6 +94,7 @@ class LeRobotWriter:
         self._tasks: list[str] = []
         self._states: list[np.ndarray] = []   # per saved episode, for exact stats
         self._actions: list[np.ndarray] = []
+        self._extras: dict[str, list[np.ndarray]] = {k: [] for k in self.extra_features}
         self._image_hist: dict[str, np.ndarray] = {}
         self._image_frames: dict[str, int] = {}
         self._episode: _EpisodeBuffer | None = None
@@ -98,6 +114,8 @@ class LeRobotWriter:
     def _features(self) -> dict:
         names = list(self.embodiment.joint_names)
         features = {fmt.STATE_KEY: fmt.vector_feature(names), fmt.ACTION_KEY: fmt.vector_feature(names)}
+        for key, extra_names in self.extra_features.items():
+            features[key] = fmt.vector_feature(extra_names)
         for cam, (h, w) in self.cameras.items():
             features[fmt.camera_key(cam)] = fmt.video_feature(
                 h, w, self.fps, CODEC_LABEL.get(self.codec, self.codec), self._video_options["gop"])
@@ -169,6 +187,13 @@ class LeRobotWriter:
                 ep = dataset.episode(i)
                 self._states.append(ep.states)
                 self._actions.append(ep.actions)
+                if self.extra_features:
+                    part = dataset._table(dataset.episodes[i].data_path)
+                    part = part.take(pa.array(np.flatnonzero(part.column("episode_index").to_numpy() == i)))
+                    order = np.argsort(part.column("frame_index").to_numpy(), kind="stable")
+                    for key, names in self.extra_features.items():
+                        self._extras[key].append(
+                            vector_column(part, key, len(names), dataset.episodes[i].data_path)[order])
             for row in self._rows:
                 for cam in self.cameras:
                     hist = row.get(f"stats/{fmt.camera_key(cam)}/histogram")
@@ -235,19 +260,25 @@ class LeRobotWriter:
             for enc in encoders.values():
                 enc.abort()
             raise
-        self._episode = _EpisodeBuffer(task.strip(), encoders)
+        self._episode = _EpisodeBuffer(task.strip(), encoders, tuple(self.extra_features))
         return self.num_episodes
 
     def add_frame(self, state: np.ndarray, action: np.ndarray, images: dict[str, np.ndarray],
-                  timestamp: float | None = None) -> None:
+                  timestamp: float | None = None, extra: dict[str, np.ndarray] | None = None) -> None:
         """Append one frame. ``timestamp`` (optional) must be frame_index / fps: the caller
-        resamples onto the fps grid; a value off the grid is refused."""
+        resamples onto the fps grid; a value off the grid is refused. ``extra`` holds a value
+        of every extra feature (and only those)."""
         ep = self._episode
         if ep is None:
             raise DatasetWriterError("add_frame() before start_episode()")
         frame_index = len(ep.states)
         state = self._vector(state, "state")
         action = self._vector(action, "action")
+        extra = dict(extra or {})
+        if set(extra) != set(self.extra_features):
+            raise ValueError(f"extra must hold exactly the features {sorted(self.extra_features)}, "
+                             f"got {sorted(extra)}")
+        extra = {k: self._vector(v, k, self.extra_features[k]) for k, v in extra.items()}
         if set(images) != set(self.cameras):
             raise ValueError(f"images must hold exactly the cameras {sorted(self.cameras)}, "
                              f"got {sorted(images)}")
@@ -269,14 +300,17 @@ class LeRobotWriter:
             ep.hist[cam] += image_histogram(img)
         ep.states.append(state)
         ep.actions.append(action)
+        for key, value in extra.items():
+            ep.extras[key].append(value)
 
-    def _vector(self, value, name: str) -> np.ndarray:
+    def _vector(self, value, name: str, names: list[str] | None = None) -> np.ndarray:
+        names = list(self.embodiment.joint_names) if names is None else names
         arr = np.asarray(value, dtype=np.float32)
-        if arr.shape != (self.dim,):
-            raise ValueError(f"{name} must have shape ({self.dim},), got {arr.shape}")
+        if arr.shape != (len(names),):
+            raise ValueError(f"{name} must have shape ({len(names)},), got {arr.shape}")
         bad = np.flatnonzero(~np.isfinite(arr))
         if len(bad):
-            names = [self.embodiment.joint_names[i] for i in bad[:4]]
+            names = [names[i] for i in bad[:4]]
             raise ValueError(f"{name} is not finite at {names}")
         return arr
 
@@ -290,8 +324,9 @@ class LeRobotWriter:
             enc.abort()
             enc.path.unlink(missing_ok=True)
 
-    def save_episode(self) -> int:
-        """Make the episode being recorded part of the dataset, durably. Returns its index."""
+    def save_episode(self, metadata: dict | None = None) -> int:
+        """Make the episode being recorded part of the dataset, durably. Returns its index.
+        ``metadata`` (JSON-serialisable) goes into the episode row's ``lara/metadata`` column."""
         ep = self._episode
         if ep is None:
             raise DatasetWriterError("save_episode() without start_episode()")
@@ -307,6 +342,8 @@ class LeRobotWriter:
         row: dict = {"episode_index": index, "tasks": [ep.task], "length": length,
                      "data/chunk_index": data_chunk, "data/file_index": data_file,
                      "dataset_from_index": start, "dataset_to_index": start + length}
+        if metadata is not None:
+            row[METADATA_COLUMN] = json.dumps(metadata, default=_json_default)
 
         # 1. videos
         self._episode = None
@@ -329,10 +366,12 @@ class LeRobotWriter:
         task_new = ep.task not in self._tasks
         task_index = len(self._tasks) if task_new else self._tasks.index(ep.task)
         states, actions = np.stack(ep.states), np.stack(ep.actions)
+        extras = {key: np.stack(values) for key, values in ep.extras.items()}
         frames = np.arange(length, dtype=np.int64)
         table = pa.table({
             fmt.STATE_KEY: _fixed_list(states),
             fmt.ACTION_KEY: _fixed_list(actions),
+            **{key: _fixed_list(values) for key, values in extras.items()},
             "timestamp": pa.array((frames / self.fps).astype(np.float32)),
             "frame_index": pa.array(frames),
             "episode_index": pa.array(np.full(length, index, np.int64)),
@@ -348,7 +387,7 @@ class LeRobotWriter:
             fmt.write_parquet_atomic(self.root / fmt.TASKS_PATH, fmt.tasks_table(self._tasks))
         row["meta/episodes/chunk_index"] = 0
         row["meta/episodes/file_index"] = 0
-        for key, values in ((fmt.STATE_KEY, states), (fmt.ACTION_KEY, actions)):
+        for key, values in ((fmt.STATE_KEY, states), (fmt.ACTION_KEY, actions), *extras.items()):
             for stat, value in compute_stats(values).items():
                 row[f"stats/{key}/{stat}"] = value.tolist()
         for cam, hist in ep.hist.items():
@@ -360,6 +399,8 @@ class LeRobotWriter:
         self._write_episode_rows()
         self._states.append(states)
         self._actions.append(actions)
+        for key, values in extras.items():
+            self._extras[key].append(values)
         for cam, hist in ep.hist.items():
             self._add_image_hist(cam, hist, length)
         self._write_meta()
@@ -378,7 +419,9 @@ class LeRobotWriter:
 
     def _write_episode_rows(self) -> None:
         path = self.root / fmt.EPISODES_PATH_TEMPLATE.format(chunk_index=0, file_index=0)
-        fmt.write_parquet_atomic(path, pa.Table.from_pylist(self._rows))
+        keys = list(dict.fromkeys(k for r in self._rows for k in r))   # rows may differ (metadata)
+        fmt.write_parquet_atomic(path, pa.Table.from_pylist([{k: r.get(k) for k in keys}
+                                                             for r in self._rows]))
         for other in fmt.episode_files(self.root):  # rows of a resumed multi-file dataset
             if other != path:
                 other.unlink()
@@ -388,6 +431,8 @@ class LeRobotWriter:
         if self._rows:
             stats = {fmt.STATE_KEY: compute_stats(np.concatenate(self._states)),
                      fmt.ACTION_KEY: compute_stats(np.concatenate(self._actions))}
+            for key, values in self._extras.items():
+                stats[key] = compute_stats(np.concatenate(values))
             for cam, hist in self._image_hist.items():
                 stats[fmt.camera_key(cam)] = histogram_stats(hist, self._image_frames[cam])
             fmt.write_json_atomic(self.root / fmt.STATS_PATH, to_json(stats))
@@ -412,12 +457,18 @@ class LeRobotWriter:
 
 
 class _EpisodeBuffer:
-    def __init__(self, task: str, encoders: dict[str, VideoEncoder]):
+    def __init__(self, task: str, encoders: dict[str, VideoEncoder], extras: tuple[str, ...] = ()):
         self.task = task
         self.encoders = encoders
         self.states: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
+        self.extras: dict[str, list[np.ndarray]] = {key: [] for key in extras}
         self.hist = {cam: np.zeros((3, 256), np.int64) for cam in encoders}
+
+
+def _json_default(obj):
+    """numpy values in metadata as their Python equivalents; anything else as its text."""
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
 def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:

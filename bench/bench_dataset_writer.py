@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 
 
 def camera_frames(n: int, h: int, w: int, seed: int = 0):

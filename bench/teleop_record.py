@@ -23,12 +23,12 @@ import numpy as np
 
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.validate import validate_dataset
+from lara_g1.lara.data.writer import LeRobotWriter
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.control import ControlConfig
 from lara_g1.robot.g1 import G1Config, G1Robot
 from lara_g1.robot.safety import SafetyFilter
 from lara_g1.robot.sim.process import SimProcess
-from lara_g1.teleop.dataset_writer import LeRobotWriter
 from lara_g1.teleop.retarget.retargeter import RetargetConfig, Retargeter
 from lara_g1.teleop.session import RecordSession, SessionConfig
 from lara_g1.teleop.sources import SyntheticSource

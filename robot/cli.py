@@ -48,10 +48,10 @@ from lara_g1.robot.recording import RecordingError
 from lara_g1.robot.safety import EStop, EStopSource, SafetyConfigError, SafetyError, StopReason
 
 if TYPE_CHECKING:  # imported where used: the client needs zmq, SimControl a DDS participant, recording av
+    from lara_g1.lara.data.writer import LeRobotWriter
     from lara_g1.robot.recording import TrialRecorder
     from lara_g1.robot.sim.control import SimControl
     from lara_g1.runtime.client import PolicyClient
-    from lara_g1.teleop.dataset_writer import LeRobotWriter
 
 log = logging.getLogger("lara-robot")
 

@@ -16,7 +16,7 @@ ramp before it and the fade-out after it are not part of it), on the fps grid of
 
 :class:`TrialRecorder` samples the control loop's tick history and frame stream on its own
 thread, and encodes the video there: the control loop only appends to its history. Each trial
-is saved (durably, :class:`lara_g1.teleop.dataset_writer.LeRobotWriter`) when it ends, so a run
+is saved (durably, :class:`lara_g1.lara.data.writer.LeRobotWriter`) when it ends, so a run
 killed later keeps every trial saved before; the trial in progress at a kill is lost.
 """
 from __future__ import annotations
@@ -34,13 +34,13 @@ from lara_g1.core.embodiment import Embodiment
 from lara_g1.core.errors import LaraError
 
 if TYPE_CHECKING:  # the writer and the reader need pyarrow and av (the record extra): imported where used
+    from lara_g1.lara.data.writer import LeRobotWriter
     from lara_g1.robot.control import ControlLoop
-    from lara_g1.teleop.dataset_writer import LeRobotWriter
 
 log = logging.getLogger(__name__)
 
 POLICY_ACTION_KEY = "policy.action"
-METADATA_COLUMN = "lara/metadata"          # = teleop.dataset_writer.METADATA_COLUMN
+METADATA_COLUMN = "lara/metadata"          # = lara.data.writer.METADATA_COLUMN
 
 
 class RecordingError(LaraError, RuntimeError):
@@ -53,7 +53,7 @@ def open_trial_dataset(root: Path, camera: str, size_hw: tuple[int, int], fps: i
     already there (it must have been recorded with the same camera, size, fps and joints)."""
     try:
         from lara_g1.lara.data import format as fmt
-        from lara_g1.teleop.dataset_writer import DatasetWriterError, LeRobotWriter
+        from lara_g1.lara.data.writer import DatasetWriterError, LeRobotWriter
     except ImportError as exc:
         raise RecordingError(f"recording trials needs the record extra ({exc.name} is missing): pip install "
                              "'lara-g1[record]', or pass --no-record") from None

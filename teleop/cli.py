@@ -220,7 +220,7 @@ def cmd_record(args) -> int:
         safety, safety_cfg = _safety(args, robot)
 
         def writer_factory(hw: tuple[int, int]):
-            from lara_g1.teleop.dataset_writer import LeRobotWriter
+            from lara_g1.lara.data.writer import LeRobotWriter
             writer = LeRobotWriter(args.out, fps=args.fps, cameras={args.camera: hw}, resume=args.resume,
                                    preset=args.video_preset)
             stack.callback(writer.close)

@@ -43,7 +43,7 @@ from lara_g1.teleop.sources.base import TrackingSample, TrackingSource
 from lara_g1.teleop.sources.replay import TrackingRecorder
 
 if TYPE_CHECKING:  # the writer needs pyarrow and av, which the robot side does without
-    from lara_g1.teleop.dataset_writer import LeRobotWriter
+    from lara_g1.lara.data.writer import LeRobotWriter
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class SessionReport:
 class RecordSession:
     """Record ``config.episodes`` episodes (or until stopped).
 
-    ``writer_factory((height, width))`` returns the :class:`lara_g1.teleop.dataset_writer.LeRobotWriter`
+    ``writer_factory((height, width))`` returns the :class:`lara_g1.lara.data.writer.LeRobotWriter`
     once the camera's first frame gives its size; ``on_reset(k)`` runs at the start of every reset
     phase and before the first episode (the simulated G1 resets its scene there). ``judge()``, if
     given, returns the task's per-stage success flags at the end of each episode (the simulated

@@ -1,7 +1,7 @@
 """The LeRobot v3.0 on-disk format: paths, field names, and durable file writes.
 
 One place for what the reader (:mod:`lara_g1.lara.data.lerobot`), the validator
-(:mod:`lara_g1.lara.data.validate`) and the writer (:mod:`lara_g1.teleop.dataset_writer`) must agree on.
+(:mod:`lara_g1.lara.data.validate`) and the writer (:mod:`lara_g1.lara.data.writer`) must agree on.
 
 Layout of a dataset root::
 

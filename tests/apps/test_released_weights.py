@@ -83,7 +83,7 @@ N16_EMBODIMENT = str(DATA / "embodiment" / "gr00t_n16_tiny.yaml")
 
 def _n16_demos(root, episodes: int = 2, frames: int = 20):
     """Demonstrations in the fixture embodiment's layout (9 joints), camera 40 x 60 as the import says."""
-    from lara_g1.teleop.dataset_writer import LeRobotWriter
+    from lara_g1.lara.data.writer import LeRobotWriter
 
     emb = load_embodiment(N16_EMBODIMENT)
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 
 LENGTHS = (12, 5, 20)
 TASKS = ("pick up the cup", "pour the water", "pick up the cup")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lara_g1.core.embodiment import load_embodiment
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 
 TASKS = ("reach the red target with the left hand", "reach the blue target with the right hand")
 COLOURS = ((220, 40, 40), (40, 80, 230))

@@ -157,6 +157,19 @@ while True:
 """
 
 
+def wait_until_no_other_arm_sdk_publisher(timeout_s: float = 30.0) -> None:
+    """The shared sim's domain free of other rt/arm_sdk writers: a process that just exited stays in
+    DDS discovery until its lease ends, and the tests that expect exactly one failing check must not
+    see an earlier test's publisher."""
+    cfg = G1Config.load("sim").replace(domain_id=DOMAIN)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        refused = preflight.refusal(preflight.fast_checks(cfg, EMB, expected_hz=preflight.SIM_LOWSTATE_HZ))
+        if refused is None:
+            return
+        assert time.monotonic() < deadline, f"still refused after {timeout_s:.0f} s: {refused}"
+
+
 def test_a_second_arm_sdk_publisher_fails_and_run_and_record_refuse(sim, server, tmp_path, capsys):
     cfg = G1Config.load("sim").replace(domain_id=DOMAIN)
     before = preflight.fast_checks(cfg, EMB, expected_hz=preflight.SIM_LOWSTATE_HZ)
@@ -222,6 +235,7 @@ def other_embodiment_server(tmp_path_factory):
 
 
 def test_a_server_for_another_embodiment_fails_and_run_refuses(sim, other_embodiment_server, tmp_path, capsys):
+    wait_until_no_other_arm_sdk_publisher()
     address = other_embodiment_server.address
     rc, checks = check(tmp_path, "--sim", "--sim-running", "--domain", str(DOMAIN), "--server", address,
                        "--infer-calls", "2")
@@ -331,6 +345,7 @@ class SlowProxy:
 
 
 def test_a_slow_server_fails_the_chunk_budget(sim, server, tmp_path):
+    wait_until_no_other_arm_sdk_publisher()
     with SlowProxy(server.address, delay_s=0.35) as proxy:
         rc, checks = check(tmp_path, "--sim", "--sim-running", "--domain", str(DOMAIN), "--server", proxy.address,
                            "--infer-calls", "4")

@@ -194,7 +194,7 @@ def _session(tmp_path, source, *, episodes, episode_time, start_timeout=10.0):
     writers = []
 
     def factory(hw):
-        from lara_g1.teleop.dataset_writer import LeRobotWriter
+        from lara_g1.lara.data.writer import LeRobotWriter
         writers.append(LeRobotWriter(tmp_path / "ds", fps=30, cameras={"head": hw}))
         return writers[0]
 

@@ -12,10 +12,10 @@ import pytest
 from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
+from lara_g1.lara.data.writer import LeRobotWriter
 from lara_g1.robot.cameras.base import Camera, Frame
 from lara_g1.robot.control import ControlConfig
 from lara_g1.robot.safety import Phase, SafetyFilter
-from lara_g1.teleop.dataset_writer import LeRobotWriter
 from lara_g1.teleop.keys import NEXT, RERECORD, STOP, RecordKeys, decode_keys
 from lara_g1.teleop.retarget.retargeter import Retargeter
 from lara_g1.teleop.session import RecordSession, SessionConfig, SessionError, SessionOutcome, TeleopControl

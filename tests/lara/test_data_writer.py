@@ -12,7 +12,7 @@ from lara_g1.core.embodiment import load_embodiment
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.lara.data.video import available_encoder
-from lara_g1.teleop.dataset_writer import DatasetWriterError, LeRobotWriter
+from lara_g1.lara.data.writer import DatasetWriterError, LeRobotWriter
 from tests.helpers.data import (
     DIM,
     FPS,

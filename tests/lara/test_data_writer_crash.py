@@ -12,7 +12,7 @@ import pytest
 
 from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.validate import validate_dataset
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 from tests.helpers.data import FPS, LENGTHS, SIZE, TASKS, state_of, write_episode
 
 TESTS = Path(__file__).resolve().parent
@@ -20,7 +20,7 @@ TESTS = Path(__file__).resolve().parent
 RECORD_UNTIL_KILLED = """
 import sys, time
 from tests.helpers.data import FPS, SIZE, TASKS, action_of, image_of, state_of, write_episode
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 w = LeRobotWriter(sys.argv[1], fps=FPS, cameras={"head": SIZE})
 write_episode(w, 0, 12, TASKS[0])
 write_episode(w, 1, 5, TASKS[1])
@@ -37,7 +37,7 @@ while True:
 RECORD_FIRST_EPISODE = """
 import sys
 from tests.helpers.data import FPS, SIZE, action_of, image_of, state_of
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 w = LeRobotWriter(sys.argv[1], fps=FPS, cameras={"head": SIZE})
 w.start_episode("pick up the cup")
 t = 0
@@ -54,7 +54,7 @@ KILL_INSIDE_SAVE = """
 import os, signal, sys
 from tests.helpers.data import FPS, SIZE, write_episode
 from lara_g1.lara.data import format as fmt
-from lara_g1.teleop.dataset_writer import LeRobotWriter
+from lara_g1.lara.data.writer import LeRobotWriter
 kill_at = int(sys.argv[2])
 w = LeRobotWriter(sys.argv[1], fps=FPS, cameras={"head": SIZE})
 write_episode(w, 0, 12, "pick up the cup")

@@ -80,6 +80,7 @@ class TrainSettings:
     num_workers: int = 0
     device: str | None = None
     progress: bool = True
+    latent_samples: int = 256  # end-of-run latent report (latent_report.py) over this many samples; 0: none
 
     def __post_init__(self) -> None:
         self.dataset, self.out = Path(self.dataset), Path(self.out)
@@ -371,13 +372,30 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
 
     if ctx.is_main:
         _write_outputs(s, m, stats, dataset.instructions, steps_run=s.steps - start,
-                       elapsed=elapsed)
+                       elapsed=elapsed, dataset=dataset)
     ctx.barrier()
     return s.out
 
 
+def _latent_section(s: TrainSettings, m: _Modules, dataset) -> dict[str, Any] | None:
+    """The end-of-run latent report (docs/POLICY.md, "What the latent carries"), printed; None
+    without a LAM or with ``latent_samples`` 0. A failure is reported, never fatal: the outputs
+    are already written."""
+    if m.lam is None or dataset is None or s.latent_samples <= 0:
+        return None
+    from lara_g1.lara.train.latent_report import format_report, latent_report
+
+    try:
+        report = latent_report(m.lam, dataset, samples=s.latent_samples, seed=s.seed)
+    except Exception as e:  # noqa: BLE001 - a diagnostic must not lose a finished run
+        print(f"lara-train: latent report failed: {type(e).__name__}: {e}", flush=True)
+        return {"error": f"{type(e).__name__}: {e}"}
+    print(format_report(report), flush=True)
+    return report
+
+
 def _write_outputs(s: TrainSettings, m: _Modules, stats, instructions: list[str], steps_run: int,
-                   elapsed: float) -> None:
+                   elapsed: float, dataset=None) -> None:
     summary = {
         "stage": s.stage,
         "settings": {k: (str(v) if isinstance(v, Path) else v)
@@ -401,4 +419,7 @@ def _write_outputs(s: TrainSettings, m: _Modules, stats, instructions: list[str]
         save_lam(m.lam, s.out / LAM_DIR)
     if m.align is not None:
         save_alignment(m.align, s.out / LAM_DIR)
+    latent = _latent_section(s, m, dataset)
+    if latent is not None:
+        summary["latent"] = latent
     (s.out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))

@@ -139,6 +139,16 @@ def eagle_config(raw: dict[str, Any], select_layer: int) -> dict[str, Any]:
     forced = raw.get("force_image_size")
     if forced is not None and forced != vision["image_size"]:
         raise ConfigError(f"force_image_size {forced} differs from vision_config.image_size {vision['image_size']}")
+    out = cut_llm(raw, select_layer, raw.get("model_type", "eagle_2_5_vl"))
+    out["vision_config"]["model_type"] = "siglip_vision_model"
+    return out
+
+
+def cut_llm(raw: dict[str, Any], select_layer: int, model_type: str) -> dict[str, Any]:
+    """The stored form of a checked Eagle config (2.5 or 3): cleaned of private and remote-code keys,
+    the LLM cut to ``select_layer`` layers (recorded as ``llm_select_layer``). Raises
+    :class:`ConfigError` for a select layer the LLM does not have."""
+    text = raw["text_config"]
     if isinstance(select_layer, bool) or not isinstance(select_layer, int) or select_layer < 1:
         raise ConfigError(f"the LLM select layer must be an integer >= 1, got {select_layer!r}")
     if select_layer > text["num_hidden_layers"]:
@@ -147,11 +157,9 @@ def eagle_config(raw: dict[str, Any], select_layer: int) -> dict[str, Any]:
     if stored is not None and stored != text["num_hidden_layers"]:
         raise ConfigError(f"llm_select_layer {stored} differs from text_config.num_hidden_layers "
                           f"{text['num_hidden_layers']}")
-
     out = _clean(raw)
-    out["model_type"] = raw.get("model_type", "eagle_2_5_vl")
-    out["vision_config"] = _clean(vision)
-    out["vision_config"]["model_type"] = "siglip_vision_model"
+    out["model_type"] = model_type
+    out["vision_config"] = _clean(raw["vision_config"])
     out["text_config"] = text_out = _clean(text)
     text_out["num_hidden_layers"] = select_layer          # the layers after the feature layer are dropped
     if isinstance(text_out.get("layer_types"), list):

@@ -34,10 +34,6 @@ Checkpoint names (GR00T N1.6 ``model*.safetensors`` -> this project's policy ``s
 """
 from __future__ import annotations
 
-import copy
-import json
-import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lara_g1.core.errors import ConfigError
-from lara_g1.lara.model.eagle import MIN_TRANSFORMERS, require_transformers
+from lara_g1.lara.model.eagle import _LAYER, MIN_TRANSFORMERS, cut_llm, require_transformers
+from lara_g1.lara.model.vlm import EagleVLM
 
 __all__ = ["GR00T_N16_PREFIX", "PIXEL_MULTIPLE", "Eagle3Backbone", "eagle3_config", "eagle3_config_from_gr00t",
            "eagle3_image_tokens", "eagle3_key_map", "require_siglip2"]
@@ -55,8 +52,6 @@ GR00T_N16_PREFIX = "backbone.model."
 #: image sides must be multiples of this: patch 14, then 2x2 pixel unshuffle
 PIXEL_MULTIPLE = 28
 
-_NOT_STORED = ("auto_map", "architectures", "torch_dtype", "dtype", "transformers_version")
-_LAYER = re.compile(r"layers\.(\d+)\.")
 _SIGLIP2_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
                  "patch_size", "hidden_act", "layer_norm_eps", "attention_dropout", "num_patches")
 _PROJECTOR = ("0", "1", "3")      # mlp1 = [LayerNorm, Linear, GELU, Linear]
@@ -104,10 +99,6 @@ def eagle3_key_map(name: str, select_layer: int | None = None) -> str | None:
         return "backbone.llm." + rest
     raise ValueError(f"{name!r}: unknown Eagle 3 tensor (this backbone has SigLIP2, mlp1 = LayerNorm + 2 Linear "
                      f"and a Qwen3 LLM)")
-
-
-def _clean(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: copy.deepcopy(v) for k, v in raw.items() if not k.startswith("_") and k not in _NOT_STORED}
 
 
 def _int(section: dict[str, Any], key: str, where: str) -> int:
@@ -161,25 +152,7 @@ def eagle3_config(raw: dict[str, Any], select_layer: int) -> dict[str, Any]:
                           f"supported")
     for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
         _int(text, key, "text_config")
-    if isinstance(select_layer, bool) or not isinstance(select_layer, int) or select_layer < 1:
-        raise ConfigError(f"the LLM select layer must be an integer >= 1, got {select_layer!r}")
-    if select_layer > text["num_hidden_layers"]:
-        raise ConfigError(f"select layer {select_layer} exceeds the LLM's {text['num_hidden_layers']} layers")
-    stored = raw.get("llm_select_layer")
-    if stored is not None and stored != text["num_hidden_layers"]:
-        raise ConfigError(f"llm_select_layer {stored} differs from text_config.num_hidden_layers "
-                          f"{text['num_hidden_layers']}")
-
-    out = _clean(raw)
-    out["model_type"] = "eagle_3_vl"
-    out["vision_config"] = _clean(vision)
-    out["text_config"] = text_out = _clean(text)
-    text_out["num_hidden_layers"] = select_layer          # the layers after the feature layer are dropped
-    if isinstance(text_out.get("layer_types"), list):
-        text_out["layer_types"] = text_out["layer_types"][:select_layer]
-    out["select_layer"] = -1
-    out["llm_select_layer"] = select_layer
-    return out
+    return cut_llm(raw, select_layer, "eagle_3_vl")
 
 
 def eagle3_config_from_gr00t(gr00t_n16_config: dict[str, Any], eagle_assets_config: dict[str, Any]) -> dict[str, Any]:
@@ -217,14 +190,27 @@ def eagle3_image_tokens(hf_config: dict[str, Any], pixel_hw: tuple[int, int]) ->
     return (h // PIXEL_MULTIPLE) * (w // PIXEL_MULTIPLE)
 
 
-class Eagle3Backbone(nn.Module):
+def _check_width(hf_config: dict[str, Any], config) -> None:
+    width = hf_config["text_config"]["hidden_size"]
+    if width != config.vl_dim:
+        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
+
+
+class Eagle3Backbone(EagleVLM):
     """GR00T N1.6's Eagle 3 backbone from a stored config dict (:func:`eagle3_config`).
 
     Submodules (``state_dict`` names under the policy's ``backbone.``): ``vision`` (SigLIP2 without
     its pooling head), ``projector`` (Eagle's ``mlp1``: ``0`` LayerNorm, ``1`` Linear, ``2`` GELU,
     ``3`` Linear), ``llm`` (Qwen3 cut to ``llm_select_layer`` layers, final norm kept). Forward:
     ``(pixel_values f32 [B, 3, H, W], input_ids i64 [B, T], attention_mask i64 [B, T]) -> [B, T, D]``,
-    one frame per prompt; H and W multiples of 28. Build with :meth:`from_config`."""
+    one frame per prompt; H and W multiples of 28. Build with :meth:`from_config`; the forward pass
+    and the weight loading are :class:`~lara_g1.lara.model.vlm.EagleVLM`'s."""
+
+    backbone, label, config_label, checkpoint_prefix = "eagle3", "Eagle 3", "Eagle 3", GR00T_N16_PREFIX
+    stored_config = staticmethod(eagle3_config)
+    key_map = staticmethod(eagle3_key_map)
+    check_sizes = staticmethod(_check_width)
+    require = staticmethod(require_siglip2)
 
     def __init__(self, hf_config: dict[str, Any]):
         super().__init__()
@@ -248,74 +234,6 @@ class Eagle3Backbone(nn.Module):
         self.patch_size = int(vision_cfg.patch_size)
         self.image_token_id = int(hf_config["image_token_index"])
         self.select_layer = int(hf_config["llm_select_layer"])
-
-    @classmethod
-    def from_config(cls, config, load_weights: bool = True) -> "Eagle3Backbone":
-        """Build from ``config.backbone_hf_config`` (offline; the weights come from a bundle) or, when
-        it is unset, from ``config.backbone_path``: a directory with an Eagle 3 ``config.json`` and
-        ``*.safetensors`` weights (GR00T N1.6 names ``backbone.model.*``, Eagle's own
-        ``vision_model.*``/``mlp1.*``/``language_model.*``, or this module's ``backbone.*``; other
-        tensors are ignored), whose cleaned config is then stored in ``config``."""
-        require_siglip2()
-        select = config.backbone_select_layer
-        if config.backbone_hf_config is not None:
-            stored = config.backbone_hf_config
-            layers = (stored.get("text_config") or {}).get("num_hidden_layers")
-            if layers != select or stored.get("llm_select_layer", select) != select:
-                raise ConfigError(f"backbone_hf_config has {layers} LLM layers (llm_select_layer "
-                                  f"{stored.get('llm_select_layer')}) but backbone_select_layer is {select}")
-            hf_config = eagle3_config(stored, select)
-            _check_width(hf_config, config)
-            return cls(hf_config)
-        if not config.backbone_path:
-            raise ConfigError("backbone 'eagle3' needs backbone_path (a local directory with an Eagle 3 config.json, "
-                              "weights and tokenizer) or backbone_hf_config (stored in a bundle)")
-        path = Path(config.backbone_path)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the Eagle 3 config {path / 'config.json'} (backbone_path): {exc}") from exc
-        hf_config = eagle3_config(raw, select)
-        _check_width(hf_config, config)
-        backbone = cls(hf_config)
-        if load_weights:
-            backbone.load_weights(path)
-        config.backbone_hf_config = hf_config
-        return backbone
-
-    def load_weights(self, path: str | Path) -> None:
-        """Load every ``*.safetensors`` of directory ``path`` (names: see :meth:`from_config`); a
-        missing or left-over backbone tensor is a :class:`ConfigError`."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise ConfigError(f"{path}: no *.safetensors weights for the Eagle 3 backbone")
-        tensors: dict[str, torch.Tensor] = {}
-        for file in files:
-            for name, value in load_file(str(file)).items():
-                if name.startswith(("vision_model.", "mlp1.", "language_model.")):
-                    name = GR00T_N16_PREFIX + name
-                if name.startswith(GR00T_N16_PREFIX):
-                    try:
-                        mapped = eagle3_key_map(name, self.select_layer)
-                    except ValueError as exc:
-                        raise ConfigError(f"{file}: {exc}") from exc
-                elif name.startswith("backbone."):
-                    mapped = name
-                else:
-                    continue
-                if mapped is None:
-                    continue
-                local = mapped[len("backbone."):]
-                layer = re.match(r"llm\.layers\.(\d+)\.", local)
-                if layer is None or int(layer.group(1)) < self.select_layer:
-                    tensors[local] = value
-        missing, unexpected = self.load_state_dict(tensors, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"{path}: the weights do not fit the Eagle 3 backbone's config: missing "
-                              f"{sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}")
 
     def siglip(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """SigLIP2's ``last_hidden_state`` ``[B, (H/14) * (W/14), C]``, patches row-major, each image
@@ -345,27 +263,3 @@ class Eagle3Backbone(nn.Module):
         # channel 4c + 2r + s of the 2x2 block at (2i + r, 2j + s): Eagle's pixel_shuffle order
         x = F.pixel_unshuffle(x, 2).flatten(2).transpose(1, 2)                  # [B, gh/2 * gw/2, 4C]
         return self.projector(x)
-
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        image = self.vision_features(pixel_values)                              # [B, P, D]
-        embeds = self.llm.get_input_embeddings()(input_ids)                     # [B, L, D]
-        is_image = input_ids == self.image_token_id
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
-            counts = is_image.sum(dim=1).tolist()
-            if input_ids.shape[0] != pixel_values.shape[0] or any(c != image.shape[1] for c in counts):
-                raise ValueError(f"each prompt must hold {image.shape[1]} <IMG_CONTEXT> tokens (id "
-                                 f"{self.image_token_id}) for its one frame; got {counts} in "
-                                 f"{input_ids.shape[0]} prompts for {pixel_values.shape[0]} frames")
-        # row b's k-th <IMG_CONTEXT> takes image token k of frame b (GR00T: in order); a gather rather
-        # than masked assignment, so the traced graph has no data-dependent shapes
-        slot = (torch.cumsum(is_image.to(torch.int64), dim=1) - 1).clamp(min=0)
-        picked = torch.gather(image, 1, slot.unsqueeze(-1).expand(-1, -1, image.shape[-1]))
-        embeds = torch.where(is_image.unsqueeze(-1), picked.to(embeds.dtype), embeds)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
-        return out.last_hidden_state     # the final RMSNorm of the last kept layer's output
-
-
-def _check_width(hf_config: dict[str, Any], config) -> None:
-    width = hf_config["text_config"]["hidden_size"]
-    if width != config.vl_dim:
-        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")

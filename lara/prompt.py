@@ -44,40 +44,35 @@ def _token_id(tokenizer, token: str) -> int:
     return tid
 
 
-class Gr00tPrompt:
-    """Instructions -> ``(input_ids, attention_mask)``, int64 ``[B, max_len]``, GR00T's layout.
+class _LeftPaddedPrompt:
+    """What both GR00T prompts share: the tokenizer's special-token ids, text tokenised piece by piece
+    between them, and every prompt left-padded with ``<|endoftext|>`` to one fixed ``max_len``.
 
-    ``tokenizer``: a transformers tokenizer (GR00T's ``eagle2_hg_model`` Qwen3 tokenizer);
-    ``image_tokens``: ``<IMG_CONTEXT>`` tokens per frame; ``max_len``: the padded total length."""
+    A subclass builds its pieces in ``__init__``, defines :meth:`_row` (the ids of one prompt) and
+    then calls :meth:`_finish`."""
 
-    def __init__(self, tokenizer, image_tokens: int, max_len: int):
-        if image_tokens < 1:
-            raise ValueError(f"image_tokens must be >= 1, got {image_tokens}")
+    def __init__(self, tokenizer, max_len: int):
         self.tokenizer = tokenizer
-        self.image_tokens = int(image_tokens)
         self.max_len = int(max_len)
         self.im_start_id, self.im_end_id = _token_id(tokenizer, IM_START), _token_id(tokenizer, IM_END)
         self.img_start_id, self.img_end_id = _token_id(tokenizer, IMG_START), _token_id(tokenizer, IMG_END)
         self.image_token_id = _token_id(tokenizer, IMG_CONTEXT)
         self.pad_id = _token_id(tokenizer, PAD)
-        self.prefix = ([self.im_start_id, *self._text(f"system\n{SYSTEM_PROMPT}"), self.im_end_id, *self._text("\n"),
-                        self.im_start_id, *self._text(f"user\n{IMAGE_LABEL}"), self.img_start_id]
-                       + [self.image_token_id] * self.image_tokens + [self.img_end_id])
-        self.suffix = [self.im_end_id, *self._text("\n"), self.im_start_id, *self._text("assistant\n")]
+
+    def _row(self, instruction: str) -> list[int]:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        self.template_len = len(self._row(""))   # every token of a prompt but the instruction's
         if self.max_len <= self.template_len:
             raise ValueError(f"max_len {self.max_len} leaves no room for the instruction: the template alone is "
                              f"{self.template_len} tokens ({self.image_tokens} of them image tokens)")
 
     @classmethod
-    def with_text_budget(cls, tokenizer, image_tokens: int, max_text_len: int) -> "Gr00tPrompt":
+    def with_text_budget(cls, tokenizer, image_tokens, max_text_len: int, **options):
         """A prompt padded to ``template_len + max_text_len`` (``PolicyConfig.max_text_len``)."""
-        probe = cls(tokenizer, image_tokens, 1 << 30)
-        return cls(tokenizer, image_tokens, probe.template_len + int(max_text_len))
-
-    @property
-    def template_len(self) -> int:
-        """Tokens of every prompt besides the instruction's (image tokens included)."""
-        return len(self.prefix) + len(self.suffix)
+        probe = cls(tokenizer, image_tokens, 1 << 30, **options)
+        return cls(tokenizer, image_tokens, probe.template_len + int(max_text_len), **options)
 
     @property
     def text_budget(self) -> int:
@@ -87,9 +82,6 @@ class Gr00tPrompt:
     def _text(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
 
-    def text(self, instruction: str) -> str:
-        return gr00t_prompt_text(instruction, self.image_tokens)
-
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids i64 [B, max_len], attention_mask i64 [B, max_len])``, left-padded; an
         instruction longer than :attr:`text_budget` tokens raises ``ValueError``."""
@@ -98,16 +90,39 @@ class Gr00tPrompt:
         ids = np.full((len(texts), self.max_len), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), self.max_len), dtype=np.int64)
         for i, text in enumerate(texts):
-            body = self._text(text)
-            row = self.prefix + body + self.suffix
+            row = self._row(text)
             if len(row) > self.max_len:
-                raise ValueError(f"instruction {i} ({text[:60]!r}) is {len(body)} tokens; with the "
-                                 f"{self.template_len}-token template ({self.image_tokens} image tokens) the prompt "
-                                 f"is {len(row)} tokens, more than max_len {self.max_len} (instruction budget "
-                                 f"{self.text_budget}: raise max_text_len or shorten the instruction)")
+                raise ValueError(f"instruction {i} ({text[:60]!r}) is {len(row) - self.template_len} tokens; with "
+                                 f"the {self.template_len}-token template ({self.image_tokens} image tokens) the "
+                                 f"prompt is {len(row)} tokens, more than max_len {self.max_len} (instruction "
+                                 f"budget {self.text_budget}: raise max_text_len or shorten the instruction)")
             ids[i, self.max_len - len(row):] = row
             mask[i, self.max_len - len(row):] = 1
         return ids, mask
+
+
+class Gr00tPrompt(_LeftPaddedPrompt):
+    """Instructions -> ``(input_ids, attention_mask)``, int64 ``[B, max_len]``, GR00T's layout.
+
+    ``tokenizer``: a transformers tokenizer (GR00T's ``eagle2_hg_model`` Qwen3 tokenizer);
+    ``image_tokens``: ``<IMG_CONTEXT>`` tokens per frame; ``max_len``: the padded total length."""
+
+    def __init__(self, tokenizer, image_tokens: int, max_len: int):
+        if image_tokens < 1:
+            raise ValueError(f"image_tokens must be >= 1, got {image_tokens}")
+        super().__init__(tokenizer, max_len)
+        self.image_tokens = int(image_tokens)
+        self.prefix = ([self.im_start_id, *self._text(f"system\n{SYSTEM_PROMPT}"), self.im_end_id, *self._text("\n"),
+                        self.im_start_id, *self._text(f"user\n{IMAGE_LABEL}"), self.img_start_id]
+                       + [self.image_token_id] * self.image_tokens + [self.img_end_id])
+        self.suffix = [self.im_end_id, *self._text("\n"), self.im_start_id, *self._text("assistant\n")]
+        self._finish()
+
+    def _row(self, instruction: str) -> list[int]:
+        return self.prefix + self._text(instruction) + self.suffix
+
+    def text(self, instruction: str) -> str:
+        return gr00t_prompt_text(instruction, self.image_tokens)
 
 
 # ---- GR00T N1.6 -------------------------------------------------------------------------------------------
@@ -137,7 +152,7 @@ def gr00t_n16_prompt_text(instruction: str, image_tokens: int | Sequence[int]) -
     return f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{instruction}{images}{IM_END}\n"
 
 
-class Gr00tN16Prompt:
+class Gr00tN16Prompt(_LeftPaddedPrompt):
     """Instructions -> ``(input_ids, attention_mask)``, int64 ``[B, max_len]``, GR00T N1.6's layout.
 
     GR00T N1.6's processor formalises the instruction (:func:`formalize_language`, when
@@ -156,15 +171,10 @@ class Gr00tN16Prompt:
     instruction's (23 + N with Qwen3's tokenizer)."""
 
     def __init__(self, tokenizer, image_tokens: int | Sequence[int], max_len: int, formalize: bool = True):
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, max_len)
         self.view_tokens = _n16_views(image_tokens)
         self.image_tokens = sum(self.view_tokens)       # image tokens in one prompt, all views
-        self.max_len = int(max_len)
         self.formalize = bool(formalize)
-        self.im_start_id, self.im_end_id = _token_id(tokenizer, IM_START), _token_id(tokenizer, IM_END)
-        self.img_start_id, self.img_end_id = _token_id(tokenizer, IMG_START), _token_id(tokenizer, IMG_END)
-        self.image_token_id = _token_id(tokenizer, IMG_CONTEXT)
-        self.pad_id = _token_id(tokenizer, PAD)
         self.prefix = [self.im_start_id, *self._text(f"system\n{SYSTEM_PROMPT}"), self.im_end_id, *self._text("\n"),
                        self.im_start_id]
         # the first view's <img> block; later views add their "<image k>" text before theirs
@@ -173,32 +183,10 @@ class Gr00tN16Prompt:
             self.images += [*self._text(f"<image {k}>"), self.img_start_id, *[self.image_token_id] * n,
                             self.img_end_id]
         self.suffix = [self.im_end_id, *self._text("\n")]
-        self._template_len = len(self._row(""))
-        if self.max_len <= self.template_len:
-            raise ValueError(f"max_len {self.max_len} leaves no room for the instruction: the template alone is "
-                             f"{self.template_len} tokens ({self.image_tokens} of them image tokens)")
+        self._finish()
 
-    @classmethod
-    def with_text_budget(cls, tokenizer, image_tokens: int | Sequence[int], max_text_len: int,
-                         formalize: bool = True) -> "Gr00tN16Prompt":
-        """A prompt padded to ``template_len + max_text_len`` (``PolicyConfig.max_text_len``)."""
-        probe = cls(tokenizer, image_tokens, 1 << 30, formalize)
-        return cls(tokenizer, image_tokens, probe.template_len + int(max_text_len), formalize)
-
-    @property
-    def template_len(self) -> int:
-        """Tokens of every prompt besides the instruction's (image tokens included)."""
-        return self._template_len
-
-    @property
-    def text_budget(self) -> int:
-        """The most instruction tokens a prompt can hold."""
-        return self.max_len - self.template_len
-
-    def _text(self, text: str) -> list[int]:
-        return [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-    def _row(self, language: str) -> list[int]:
+    def _row(self, instruction: str) -> list[int]:
+        language = self.language(instruction)
         return self.prefix + self._text(f"user\n{language}<image 1>") + self.images + self.suffix
 
     def language(self, instruction: str) -> str:
@@ -207,21 +195,3 @@ class Gr00tN16Prompt:
 
     def text(self, instruction: str) -> str:
         return gr00t_n16_prompt_text(self.language(instruction), self.view_tokens)
-
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(input_ids i64 [B, max_len], attention_mask i64 [B, max_len])``, left-padded; an
-        instruction longer than :attr:`text_budget` tokens raises ``ValueError``."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of instructions, not one string")
-        ids = np.full((len(texts), self.max_len), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), self.max_len), dtype=np.int64)
-        for i, text in enumerate(texts):
-            row = self._row(self.language(text))
-            if len(row) > self.max_len:
-                raise ValueError(f"instruction {i} ({text[:60]!r}) is {len(row) - self.template_len} tokens; with "
-                                 f"the {self.template_len}-token template ({self.image_tokens} image tokens) the "
-                                 f"prompt is {len(row)} tokens, more than max_len {self.max_len} (instruction "
-                                 f"budget {self.text_budget}: raise max_text_len or shorten the instruction)")
-            ids[i, self.max_len - len(row):] = row
-            mask[i, self.max_len - len(row):] = 1
-        return ids, mask

@@ -285,8 +285,9 @@ def test_the_prompt_gives_gr00ts_token_ids(expected, observations):
 class _ImagesFirst(Gr00tN16Prompt):
     """N1.5's order (the frame before the instruction): must fail the N1.6 id check."""
 
-    def _row(self, language: str) -> list[int]:
-        return self.prefix + self._text("user\n<image 1>") + self.images + self._text(language) + self.suffix
+    def _row(self, instruction: str) -> list[int]:
+        return (self.prefix + self._text("user\n<image 1>") + self.images + self._text(self.language(instruction))
+                + self.suffix)
 
 
 def test_a_prompt_with_the_images_first_fails_the_id_check(expected, observations):

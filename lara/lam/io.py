@@ -47,18 +47,25 @@ def save_lam(lam: LatentActionModel | MotoLatentActionModel, path: str | Path) -
     return path
 
 
+def read_model_dir(path: Path, what: str) -> tuple[object, Path]:
+    """``(config.json parsed, model.safetensors path)`` of a model directory; a missing file or bad
+    JSON is a :class:`LamLoadError` naming ``what`` the directory should be."""
+    config_file, weights_file = path / "config.json", path / "model.safetensors"
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise LamLoadError(f"{path} is not {what}: {f.name} is missing")
+    try:
+        return json.loads(config_file.read_text()), weights_file
+    except json.JSONDecodeError as e:
+        raise LamLoadError(f"{config_file} is not valid JSON: {e}") from e
+
+
 def load_lam(path: str | Path, device: str | torch.device = "cpu") -> LatentActionModel | MotoLatentActionModel:
     """A LAM directory written by :func:`save_lam` (or a bundle's ``lam/``): a
     :class:`LatentActionModel` or, where ``class`` names it, a ``MotoLatentActionModel``."""
     path = Path(path)
-    config_file, weights_file = path / "config.json", path / "model.safetensors"
-    for f in (config_file, weights_file):
-        if not f.is_file():
-            raise LamLoadError(f"{path} is not a LAM directory: {f.name} is missing")
-    try:
-        meta = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise LamLoadError(f"{config_file} is not valid JSON: {e}") from e
+    meta, weights_file = read_model_dir(path, "a LAM directory")
+    config_file = path / "config.json"
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise LamLoadError(f"{config_file}: format version {version!r}, expected {FORMAT_VERSION}")

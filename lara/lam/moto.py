@@ -35,7 +35,6 @@ GR00T-style checkpoint) to them. Loading: :func:`load_moto_tokenizer`, :func:`mo
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from torch import nn
 
 from lara_g1.core.config import ConfigModel, config_dataclass
 from lara_g1.lara.lam.config import LamConfigError
-from lara_g1.lara.lam.io import LamLoadError
+from lara_g1.lara.lam.io import LamLoadError, read_model_dir
 from lara_g1.lara.lam.model import LamOutput
 from lara_g1.lara.lam.quantizer import Quantized, VectorQuantizer
 
@@ -624,14 +623,6 @@ def load_moto_tokenizer(tokenizer_dir: str | Path, vit_mae_dir: str | Path) -> M
     config's own encoder path (a training machine's) is not used."""
     from safetensors.torch import load_file
 
-    tokenizer_dir = Path(tokenizer_dir)
-    config_file, weights_file = tokenizer_dir / "config.json", tokenizer_dir / "model.safetensors"
-    for f in (config_file, weights_file):
-        if not f.is_file():
-            raise LamLoadError(f"{tokenizer_dir} is not a tokenizer directory: {f.name} is missing")
-    try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise LamLoadError(f"{config_file} is not valid JSON: {e}") from e
+    raw, weights_file = read_model_dir(Path(tokenizer_dir), "a tokenizer directory")
     return moto_from_gr00t_tensors(load_file(str(weights_file)), raw, vit_mae_dir, prefix="",
                                    source=str(weights_file))

@@ -47,10 +47,15 @@ _SPLIT = r" ?\p{L}+|\p{N}|[^\s\p{L}\p{N}]| |\n"
 
 def tiny_tokenizer():
     """A ``PreTrainedTokenizerFast`` over :data:`FIXTURE_VOCAB` (35 tokens, GR00T's special tokens)."""
+    return _compact_tokenizer(FIXTURE_VOCAB)
+
+
+def _compact_tokenizer(fixture_vocab):
+    """A word-level tokenizer whose ids are a fixture's compact vocabulary, split as Qwen3 splits."""
     from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {text: i for i, (text, _) in enumerate(FIXTURE_VOCAB)}
+    vocab = {text: i for i, (text, _) in enumerate(fixture_vocab)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
@@ -127,15 +132,7 @@ N16_ASSETS_SUBDIR = "Eagle-Block2A-2B-v2"            # where GR00T N1.6 keeps th
 
 def tiny_n16_tokenizer():
     """A ``PreTrainedTokenizerFast`` over :data:`N16_FIXTURE_VOCAB` (31 tokens, GR00T's special tokens)."""
-    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {text: i for i, (text, _) in enumerate(N16_FIXTURE_VOCAB)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|im_end|>",
-                                   padding_side="left")
+    return _compact_tokenizer(N16_FIXTURE_VOCAB)
 
 
 def fixture_n16_eagle_config() -> dict:

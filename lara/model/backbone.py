@@ -24,7 +24,7 @@ from torch import nn
 from lara_g1.lara.model.config import ConfigError, PolicyConfig
 from lara_g1.lara.model.eagle import GR00T_PREFIX, eagle_config, eagle_image_tokens, eagle_key_map, require_transformers
 from lara_g1.lara.model.layers import EncoderLayer, sinusoidal_embedding
-from lara_g1.lara.model.vlm import EagleVLM
+from lara_g1.lara.model.vlm import EagleVLM, check_llm_width
 
 
 class StandInBackbone(nn.Module):
@@ -53,9 +53,7 @@ class StandInBackbone(nn.Module):
 
 
 def _check_sizes(hf_config: dict[str, Any], config: PolicyConfig) -> None:
-    width = hf_config["text_config"]["hidden_size"]
-    if width != config.vl_dim:
-        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
+    check_llm_width(hf_config, config)
     size = hf_config["vision_config"]["image_size"]
     if size != config.image_size:
         raise ConfigError(f"the vision tower takes {size} px images but image_size is {config.image_size}")

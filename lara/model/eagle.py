@@ -81,26 +81,38 @@ def eagle_key_map(name: str, select_layer: int | None = None) -> str | None:
     if not name.startswith(GR00T_PREFIX):
         raise ValueError(f"{name!r} is not an Eagle tensor of a GR00T checkpoint (expected {GR00T_PREFIX}*)")
     rest = name[len(GR00T_PREFIX):]
+    if rest in ("mlp1.0.weight", "mlp1.0.bias"):
+        return "backbone.projector." + rest.rsplit(".", 1)[1]
+    known, target = map_vision_and_llm(rest, select_layer)
+    if known:
+        return target
+    raise ValueError(f"{name!r}: unknown Eagle tensor (this backbone has SigLIP, mlp1 = one Linear and "
+                     f"a Qwen3 LLM; no pixel shuffle, no RADIO tower)")
+
+
+def map_vision_and_llm(rest: str, select_layer: int | None) -> tuple[bool, str | None]:
+    """``(known, target)`` for an Eagle (2.5 or 3) tensor name below the checkpoint's prefix, for the
+    parts both share: the SigLIP tower (``vision_model.[vision_model.]X`` -> ``backbone.vision.X``;
+    its pooling ``head.*`` is unused) and the Qwen3 LLM (``language_model.model.X`` ->
+    ``backbone.llm.X``; the tied/unused ``lm_head`` and, with ``select_layer``, the layers at or after
+    it are dropped: target None). ``known`` False: not one of these names."""
     if rest.startswith("vision_model."):
         rest = rest[len("vision_model."):]
         if rest.startswith("vision_model."):   # older transformers' SigLIP: an inner module
             rest = rest[len("vision_model."):]
         if rest.startswith("head."):
-            return None                        # the pooling head: built by SigLIP, unused by Eagle
+            return True, None                  # the pooling head: built by SigLIP, unused by Eagle
         if rest.split(".", 1)[0] in ("embeddings", "encoder", "post_layernorm"):
-            return "backbone.vision." + rest
-    elif rest in ("mlp1.0.weight", "mlp1.0.bias"):
-        return "backbone.projector." + rest.rsplit(".", 1)[1]
+            return True, "backbone.vision." + rest
     elif rest == "language_model.lm_head.weight":
-        return None
+        return True, None
     elif rest.startswith("language_model.model."):
         rest = rest[len("language_model.model."):]
         layer = _LAYER.match(rest)
         if layer and select_layer is not None and int(layer.group(1)) >= select_layer:
-            return None
-        return "backbone.llm." + rest
-    raise ValueError(f"{name!r}: unknown Eagle tensor (this backbone has SigLIP, mlp1 = one Linear and "
-                     f"a Qwen3 LLM; no pixel shuffle, no RADIO tower)")
+            return True, None
+        return True, "backbone.llm." + rest
+    return False, None
 
 
 def _clean(raw: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lara_g1.core.errors import ConfigError
-from lara_g1.lara.model.eagle import _LAYER, MIN_TRANSFORMERS, cut_llm, require_transformers
-from lara_g1.lara.model.vlm import EagleVLM
+from lara_g1.lara.model.eagle import MIN_TRANSFORMERS, cut_llm, map_vision_and_llm, require_transformers
+from lara_g1.lara.model.vlm import EagleVLM, check_llm_width
 
 __all__ = ["GR00T_N16_PREFIX", "PIXEL_MULTIPLE", "Eagle3Backbone", "eagle3_config", "eagle3_config_from_gr00t",
            "eagle3_image_tokens", "eagle3_key_map", "require_siglip2"]
@@ -77,26 +77,12 @@ def eagle3_key_map(name: str, select_layer: int | None = None) -> str | None:
     if not name.startswith(GR00T_N16_PREFIX):
         raise ValueError(f"{name!r} is not an Eagle tensor of a GR00T N1.6 checkpoint (expected {GR00T_N16_PREFIX}*)")
     rest = name[len(GR00T_N16_PREFIX):]
-    if rest.startswith("vision_model."):
-        rest = rest[len("vision_model."):]
-        if rest.startswith("vision_model."):   # transformers 4.x's SigLIP2: an inner module
-            rest = rest[len("vision_model."):]
-        if rest.startswith("head."):
-            return None                        # the pooling head: built by SigLIP2, unused by Eagle
-        if rest.split(".", 1)[0] in ("embeddings", "encoder", "post_layernorm"):
-            return "backbone.vision." + rest
-    elif rest.startswith("mlp1."):
-        parts = rest.split(".")
-        if len(parts) == 3 and parts[1] in _PROJECTOR and parts[2] in ("weight", "bias"):
-            return f"backbone.projector.{parts[1]}.{parts[2]}"
-    elif rest == "language_model.lm_head.weight":
-        return None
-    elif rest.startswith("language_model.model."):
-        rest = rest[len("language_model.model."):]
-        layer = _LAYER.match(rest)
-        if layer and select_layer is not None and int(layer.group(1)) >= select_layer:
-            return None
-        return "backbone.llm." + rest
+    parts = rest.split(".")
+    if len(parts) == 3 and parts[0] == "mlp1" and parts[1] in _PROJECTOR and parts[2] in ("weight", "bias"):
+        return f"backbone.projector.{parts[1]}.{parts[2]}"
+    known, target = map_vision_and_llm(rest, select_layer)
+    if known:
+        return target
     raise ValueError(f"{name!r}: unknown Eagle 3 tensor (this backbone has SigLIP2, mlp1 = LayerNorm + 2 Linear "
                      f"and a Qwen3 LLM)")
 
@@ -190,12 +176,6 @@ def eagle3_image_tokens(hf_config: dict[str, Any], pixel_hw: tuple[int, int]) ->
     return (h // PIXEL_MULTIPLE) * (w // PIXEL_MULTIPLE)
 
 
-def _check_width(hf_config: dict[str, Any], config) -> None:
-    width = hf_config["text_config"]["hidden_size"]
-    if width != config.vl_dim:
-        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
-
-
 class Eagle3Backbone(EagleVLM):
     """GR00T N1.6's Eagle 3 backbone from a stored config dict (:func:`eagle3_config`).
 
@@ -209,7 +189,7 @@ class Eagle3Backbone(EagleVLM):
     backbone, label, config_label, checkpoint_prefix = "eagle3", "Eagle 3", "Eagle 3", GR00T_N16_PREFIX
     stored_config = staticmethod(eagle3_config)
     key_map = staticmethod(eagle3_key_map)
-    check_sizes = staticmethod(_check_width)
+    check_sizes = staticmethod(check_llm_width)
     require = staticmethod(require_siglip2)
 
     def __init__(self, hf_config: dict[str, Any]):

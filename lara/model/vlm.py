@@ -21,6 +21,13 @@ from torch import nn
 from lara_g1.core.errors import ConfigError
 
 
+def check_llm_width(hf_config: dict[str, Any], config) -> None:
+    """The policy's ``vl_dim`` must be the LLM's width (the features are its hidden states)."""
+    width = hf_config["text_config"]["hidden_size"]
+    if width != config.vl_dim:
+        raise ConfigError(f"the backbone's LLM is {width} wide but vl_dim is {config.vl_dim}")
+
+
 class EagleVLM(nn.Module):
     """Base of the Eagle backbones; subclasses set ``llm``, ``image_token_id`` and ``select_layer``
     in ``__init__`` and the class attributes below."""

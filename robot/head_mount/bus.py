@@ -60,6 +60,11 @@ class ServoBus(Protocol):
     def close(self) -> None: ...
 
 
+# Bring-up (ping, configuration, calibration) is not time-critical: a servo that has just been
+# powered, or a USB adapter behind a busy host, gets more chances there than in a control step.
+SETUP_TRIES = 10
+
+
 def retry(call: Callable[[], T], tries: int = 3) -> T:
     """``call()``, tried again after a :class:`ServoBusError` (a lost or garbled packet: the SDK
     waits about 34 ms for an answer), up to ``tries`` times; a port failure is not retried."""

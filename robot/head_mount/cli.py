@@ -29,7 +29,13 @@ import numpy as np
 from lara_g1.core.errors import ConfigError
 from lara_g1.core.extras import MissingExtraError
 from lara_g1.robot.dds import topics
-from lara_g1.robot.head_mount.bus import ADDR_TORQUE_ENABLE, DynamixelBus, ServoBusError, retry
+from lara_g1.robot.head_mount.bus import (
+    ADDR_TORQUE_ENABLE,
+    SETUP_TRIES,
+    DynamixelBus,
+    ServoBusError,
+    retry,
+)
 from lara_g1.robot.head_mount.config import (
     HeadMountConfig,
     HeadMountConfigError,
@@ -149,8 +155,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         for j in config.joints:
             try:
-                retry(lambda j=j: bus.ping(j.id))
-                retry(lambda j=j: bus.write1(j.id, ADDR_TORQUE_ENABLE, 0))
+                retry(lambda j=j: bus.ping(j.id), SETUP_TRIES)
+                retry(lambda j=j: bus.write1(j.id, ADDR_TORQUE_ENABLE, 0), SETUP_TRIES)
             except ServoBusError as exc:
                 raise HeadMountError(f"{j.name}: servo ID {j.id} on {config.port} at {config.baudrate} baud: "
                                      f"{exc}. Check the supply, the cables, the ID and the baud rate.") from exc
@@ -160,7 +166,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             input()
         readings = []
         for _ in range(args.samples):
-            readings.append(retry(lambda: bus.read_positions(config.ids)))
+            readings.append(retry(lambda: bus.read_positions(config.ids), SETUP_TRIES))
             time.sleep(0.02)
     finally:
         bus.close()

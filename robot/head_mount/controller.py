@@ -41,6 +41,7 @@ from lara_g1.robot.head_mount.bus import (
     ADDR_OPERATING_MODE,
     ADDR_TORQUE_ENABLE,
     POSITION_MODE,
+    SETUP_TRIES,
     ServoBus,
     ServoBusError,
     ServoPortError,
@@ -116,7 +117,7 @@ class HeadController:
         """Find every servo, turn the torque off, set position mode and the position limits."""
         for j in self._joints:
             try:
-                model = retry(lambda j=j: self.bus.ping(j.id))
+                model = retry(lambda j=j: self.bus.ping(j.id), SETUP_TRIES)
             except ServoBusError as exc:
                 raise HeadMountError(
                     f"{j.name}: no servo with ID {j.id} answers on {self.config.port} at {self.config.baudrate} "
@@ -127,14 +128,14 @@ class HeadController:
             self._torque_off_all()
             bus = self.bus
             for j in self._joints:
-                if retry(lambda j=j: bus.read1(j.id, ADDR_OPERATING_MODE)) != POSITION_MODE:
+                if retry(lambda j=j: bus.read1(j.id, ADDR_OPERATING_MODE), SETUP_TRIES) != POSITION_MODE:
                     log.info("%s: setting Operating Mode(11) to position control", j.name)
-                    retry(lambda j=j: bus.write1(j.id, ADDR_OPERATING_MODE, POSITION_MODE))
+                    retry(lambda j=j: bus.write1(j.id, ADDR_OPERATING_MODE, POSITION_MODE), SETUP_TRIES)
                 lo, hi = sorted(j.limit_ticks())
                 # The servo's own limits (EEPROM) as a second guard: it refuses goals beyond them.
                 for address, value in ((ADDR_MIN_POSITION_LIMIT, lo), (ADDR_MAX_POSITION_LIMIT, hi)):
-                    if retry(lambda j=j, a=address: bus.read4(j.id, a)) != value:
-                        retry(lambda j=j, a=address, v=value: bus.write4(j.id, a, v))
+                    if retry(lambda j=j, a=address: bus.read4(j.id, a), SETUP_TRIES) != value:
+                        retry(lambda j=j, a=address, v=value: bus.write4(j.id, a, v), SETUP_TRIES)
         except ServoBusError as exc:
             raise HeadMountError(f"cannot configure the head servos: {exc}") from exc
         for _ in range(3):

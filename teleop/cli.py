@@ -1,6 +1,6 @@
 """``lara-teleop``: record teleoperated demonstrations, replay them, validate datasets.
 
-  lara-teleop record --task pour --episodes 50 --out DIR [--source avp|replay:FILE|synthetic|expert]
+  lara-teleop record --task pour --episodes 50 --out DIR [--source avp|replay:FILE|synthetic|expert|explore]
                      [--robot g1|sim] [--episode-time S] [--resume] [--discard-failed] [--report FILE]
   lara-teleop replay DIR --episode K [--robot sim|g1]
   lara-teleop validate DIR
@@ -9,6 +9,8 @@ Every robot command goes through robot.safety.SafetyFilter (settings: configs/co
 ``--source expert --robot sim`` is the scripted expert (teleop.sources.expert): it reads the
 simulated scene's object poses and operates the robot through the same retargeting, safety filter
 and recorder; with the simulated G1 every episode is scored by the sim's stage detectors.
+``--source explore`` plays no task (random reaches around the objects): action-free video for the
+LAM's stage 1, recorded under its own instruction, never the task's.
 """
 from __future__ import annotations
 
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--episodes", type=int, required=True, help="episodes to record")
     rec.add_argument("--out", required=True, type=Path, help="dataset directory")
     rec.add_argument("--source", default="avp",
-                     help="avp (default), replay:FILE (.npz), synthetic, or expert (scripted, --robot sim)")
+                     help="avp (default), replay:FILE (.npz), synthetic, expert (the scripted expert, --robot sim), "
+                          "or explore (scripted random reaches around the task's objects, --robot sim: "
+                          "action-free video for the LAM's stage 1)")
     rec.add_argument("--avp-ip", help="the Vision Pro's IPv4 address, as the Tracking Streamer app shows it "
                                       "(host names, localhost and IPv6 are refused: avp-stream would take "
                                       "them for a cross-network room code)")
@@ -162,7 +166,7 @@ def cmd_record(args) -> int:
     if args.reset_time < 0:
         raise CliError("--reset-time must be >= 0")
     interactive = RecordKeys.interactive()
-    scripted = args.source in ("synthetic", "expert") or args.source.startswith("replay:")
+    scripted = args.source in ("synthetic", "expert", "explore") or args.source.startswith("replay:")
     if not interactive and args.episode_time is None and not scripted:
         raise CliError("standard input is not a terminal, so nobody can press next: give "
                        "--episode-time S for unattended recording")
@@ -177,9 +181,14 @@ def cmd_record(args) -> int:
         raise CliError(f"{args.out} exists and is not empty: pass --resume to add episodes to it, "
                        "or choose a new --out")
     scene, instruction = _resolve_task(args.task)
-    if args.source == "expert" and (args.robot != "sim" or scene is None):
-        raise CliError("--source expert drives the simulated G1 only: give --robot sim and a simulator task "
+    if args.source in ("expert", "explore") and (args.robot != "sim" or scene is None):
+        raise CliError(f"--source {args.source} drives the simulated G1 only: give --robot sim and a simulator task "
                        "(pick_place, pour)")
+    if args.source == "explore":
+        if args.discard_failed:
+            raise CliError("--source explore plays no task, so nothing can fail: drop --discard-failed")
+        # not the task's words: these episodes are video of the scene, not demonstrations of the task
+        instruction = f"(no task) random reaches in the {scene} scene"
     if args.discard_failed and args.robot != "sim":
         raise CliError("--discard-failed needs --robot sim (the simulator scores the episodes)")
     progress = Progress()
@@ -192,11 +201,12 @@ def cmd_record(args) -> int:
 
     with contextlib.ExitStack() as stack:
         # The operator's tracking first: no robot is started for a headset that is not there.
-        if args.source == "expert":
+        if args.source in ("expert", "explore"):
             from lara_g1.teleop.sources.expert import ExpertSource
             # sim_control exists (below) before the first episode asks for the scene
             source = ExpertSource(scene, lambda: sim_control.status()["objects"],
-                                  retargeter=Retargeter(config=retarget_cfg))
+                                  retargeter=Retargeter(config=retarget_cfg),
+                                  motion="task" if args.source == "expert" else "explore", seed=args.seed)
         else:
             source = make_source(args.source, avp_ip=args.avp_ip, episode_s=args.episode_time, seed=args.seed)
         source.connect()

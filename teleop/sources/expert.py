@@ -24,6 +24,11 @@ next moves, the policy cannot tell which is due. (An earlier pour plan went back
 lifted pose before going home; policies trained on it lifted both objects and went straight home,
 never pouring.)
 
+``motion="explore"`` plays no task: random reaches of either hand or both around the task's
+objects, with random rolls and grips, then back to the calibration pose. Its episodes are cheap
+action-free video for the LAM's stage 1 (``lara-teleop record --source explore``): motion in the
+task's scene that no demonstration contains, recorded through the same path.
+
 Every plan ends at the calibration pose (the robot's ready pose), so every episode, and the reset
 phase between two episodes, starts from there: as for a policy run (lara-robot goes to the ready
 pose before the policy starts).
@@ -51,6 +56,8 @@ NEUTRAL_WRIST = {"left": np.array([0.30, 0.20, 1.05]), "right": np.array([0.30, 
 END_HOLD_S = 0.5          # the last key pose is held this long before the scripted episode end
 
 TASKS = ("pick_place", "pour")
+MOTIONS = ("task", "explore")
+EXPLORE_KEYS = (3, 6)           # random key poses per explore episode (inclusive)
 
 
 @dataclass(frozen=True)
@@ -76,21 +83,24 @@ class ExpertSource(TrackingSource):
 
     ``scene()`` returns the world poses of the task's objects; ``torso_pos`` is the torso's
     position in that world frame (the simulated G1's torso is upright, fixed, unrotated).
-    ``speed`` scales every key pose's duration (1 = the default pace).
+    ``speed`` scales every key pose's duration (1 = the default pace). ``motion`` is ``"task"``
+    (the task's plan) or ``"explore"`` (random reaches, seeded by ``seed`` and the episode count).
     """
 
     name = "expert"
 
     def __init__(self, task: str, scene: Callable[[], dict], *, torso_pos=None,
                  retargeter: Retargeter | None = None, rate_hz: float = 90.0, speed: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 motion: str = "task", seed: int = 0, clock: Callable[[], float] = time.monotonic):
         if task not in TASKS:
             raise TrackingError(f"the expert knows the simulated tasks {TASKS}, not {task!r}")
+        if motion not in MOTIONS:
+            raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
         if rate_hz <= 0 or speed <= 0:
             raise ValueError(f"rate_hz and speed must be > 0, got {rate_hz}, {speed}")
         from lara_g1.robot.sim.model import TORSO_HEIGHT, grasp_site_offset
 
-        self.task, self._scene = task, scene
+        self.task, self._scene, self.motion, self.seed = task, scene, motion, int(seed)
         self.rate_hz, self.speed = float(rate_hz), float(speed)
         self._clock = clock
         self.torso_pos = np.array([0.0, 0.0, TORSO_HEIGHT] if torso_pos is None else torso_pos, float)
@@ -142,7 +152,7 @@ class ExpertSource(TrackingSource):
         return sample
 
     def status(self) -> dict:
-        return {"source": self.name, "task": self.task, "plan_s": self.plan_s}
+        return {"source": self.name, "task": self.task, "motion": self.motion, "plan_s": self.plan_s}
 
     # ------------------------------------------------------------------ planning
     def _tick(self, t: float) -> float:
@@ -157,6 +167,8 @@ class ExpertSource(TrackingSource):
 
     def plan(self, objects: dict) -> list[Key]:
         """Key poses for one episode from the objects' world poses."""
+        if self.motion == "explore":
+            return self._plan_explore(objects)
         return self._plan_pick_place(objects) if self.task == "pick_place" else self._plan_pour(objects)
 
     def timeline(self, objects: dict) -> tuple[list[tuple[float, Key]], float]:
@@ -225,6 +237,29 @@ class ExpertSource(TrackingSource):
             (0.6, {}, {}, {}),
             (2.2, {R: self.home_point[R], L: self.home_point[L]}, {R: 0.0}, {}),
         ])
+
+    def _plan_explore(self, objects: dict) -> list[Key]:
+        """Random reaches near the task's objects (2 to 18 cm above their centres; each hand to the
+        objects on its own side, so the arms do not cross), random rolls (±0.6 rad) and grips, then
+        home: seeded by (seed, episode), so a dataset can be recorded again exactly."""
+        from lara_g1.robot.sim.tasks import TASKS as SIM_TASKS
+
+        rng = np.random.default_rng([self.seed, self.episodes_started])
+        targets = [self._torso(objects, name) for name in SIM_TASKS[self.task].objects]
+        steps: list[tuple[float, dict, dict, dict]] = [(0.3, {}, {}, {})]
+        for _ in range(int(rng.integers(EXPLORE_KEYS[0], EXPLORE_KEYS[1] + 1))):
+            sides = [SIDES[int(rng.integers(2))]] if rng.random() < 0.6 else list(SIDES)
+            point, roll, grip = {}, {}, {}
+            for side in sides:
+                own = [t for t in targets if (t[1] > 0) == (side == "left")] or targets
+                anchor = own[int(rng.integers(len(own)))]
+                point[side] = anchor + rng.uniform([-0.06, -0.08, 0.02], [0.06, 0.08, 0.18])
+                roll[side] = float(rng.uniform(-0.6, 0.6))
+                grip[side] = float(rng.choice([0.0, 0.5, 1.0]))
+            steps.append((float(rng.uniform(0.8, 1.6)), point, roll, grip))
+        home = {side: self.home_point[side] for side in SIDES}
+        steps.append((1.6, home, dict.fromkeys(SIDES, 0.0), dict.fromkeys(SIDES, 0.0)))
+        return self._keys(steps)
 
     @staticmethod
     def _interpolate(plan: list[tuple[float, Key]], t: float) -> tuple[dict, dict, dict]:

@@ -113,3 +113,43 @@ def test_the_pour_plan_never_returns_to_a_state_it_passed_before_pouring():
         after_pour = states[np.nonzero(roll >= roll.max() - 1e-9)[0][-1] + 1:]
         gap = np.linalg.norm(before_pour[:, None] - after_pour[None], axis=-1).min()
         assert gap > 0.05, f"scene {seed}: the way back passes within {gap:.3f} of a state before the pour"
+
+
+@pytest.mark.parametrize("task", ["pick_place", "pour"])
+def test_explore_reaches_near_the_objects_varies_per_episode_and_ends_at_home(task):
+    world = SimWorld(task, seed=2)
+    objects = world.status()["objects"]
+    expert = ExpertSource(task, _scene(world), motion="explore", seed=4, clock=FakeClock(50.0))
+    anchors = [np.asarray(objects[name]["pos"]) - expert.torso_pos for name in objects]
+    plans = []
+    for _ in range(3):
+        expert.next_episode()
+        keys = [key for _, key in expert._plan]
+        plans.append(keys)
+        assert 3 + 2 <= len(keys) <= 6 + 2                          # start, 3..6 reaches, home
+        for key in keys[1:-1]:
+            for side in ("left", "right"):
+                near = min(np.abs(key.point[side] - a)[:2].max() for a in anchors)
+                at_home = np.allclose(key.point[side], expert.home_point[side])
+                assert at_home or near <= 0.08 + 1e-9, (side, key.point[side])
+        home = keys[-1]
+        for side in ("left", "right"):
+            np.testing.assert_allclose(home.point[side], expert.home_point[side])
+            assert home.roll[side] == 0.0 and home.grip[side] == 0.0
+    first = [np.concatenate([k.point["left"], k.point["right"]]) for k in plans[0]]
+    second = [np.concatenate([k.point["left"], k.point["right"]]) for k in plans[1]]
+    assert len(first) != len(second) or not np.allclose(first, second)   # a new plan per episode
+    again = ExpertSource(task, _scene(world), motion="explore", seed=4, clock=FakeClock(50.0))
+    again.next_episode()
+    assert [k.point["right"].tolist() for _, k in again._plan] == [k.point["right"].tolist() for k in plans[0]]
+
+
+def test_explore_is_not_the_task_instruction_and_refuses_discard_failed(tmp_path):
+    from lara_g1.teleop import cli
+
+    with pytest.raises(cli.CliError, match="nothing can fail"):
+        cli.cmd_record(cli._parser().parse_args(
+            ["record", "--source", "explore", "--robot", "sim", "--task", "pour", "--episodes", "1",
+             "--out", str(tmp_path / "v"), "--discard-failed"]))
+    with pytest.raises(ValueError, match="motion must be one of"):
+        ExpertSource("pour", dict, motion="dance")

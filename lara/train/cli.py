@@ -1,6 +1,6 @@
 """``lara-train``: LAM pre-training (stage 1) and LARA joint training (stages 2 and 3).
 
-    lara-train lam   --dataset DIR --preset P --steps N --out DIR
+    lara-train lam   --dataset DIR [--video DIR ...] --preset P --steps N --out DIR
     lara-train joint --dataset DIR --preset P --steps N --out BUNDLE [--init BUNDLE] [--lam DIR]
                      [--no-align] [--freeze-lam] [--batch-size B] [--lr LR] [--seed S]
                      [--lam-offset K] [--checkpoint-every N] [--resume]
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
     lam = sub.add_parser("lam", help="stage 1: LAM pre-training (reconstruction only)")
     lam.add_argument("--preset", required=True, choices=tuple(PRESET_DEFAULTS))
+    lam.add_argument("--video", type=Path, action="append", default=[], metavar="DIR",
+                     help="more frames for the LAM, no labels needed: a LeRobot v3.0 dataset of action-free "
+                          "video (e.g. `lara-teleop record --source explore`); repeatable")
     _common(lam)
     joint = sub.add_parser("joint", help="stages 2/3: LARA joint training / post-training")
     joint.add_argument("--preset", choices=tuple(PRESET_DEFAULTS),

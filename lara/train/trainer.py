@@ -59,6 +59,9 @@ class TrainSettings:
     dataset: Path
     out: Path
     steps: int
+    # lam stage: more frames, no labels needed (action-free video, e.g. `lara-teleop record --source
+    # explore`); only their frames are used, the latent report still runs on ``dataset``
+    video: list[Path] = dataclasses.field(default_factory=list)
     preset: str | None = None  # required unless --init gives the config
     init: Path | None = None  # joint: start from this bundle (post-training)
     lam: Path | None = None  # a LAM directory, or a directory holding lam/ (bundle, lam-stage out)
@@ -84,6 +87,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.dataset, self.out = Path(self.dataset), Path(self.out)
+        self.video = [Path(v) for v in (self.video or [])]
         self.init = Path(self.init) if self.init else None
         self.lam = Path(self.lam) if self.lam else None
         if self.stage not in ("lam", "joint"):
@@ -96,6 +100,12 @@ class TrainSettings:
             raise TrainError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESET_DEFAULTS)}")
         if self.stage == "lam" and (self.init or self.no_align or self.freeze_lam):
             raise TrainError("--init, --no-align and --freeze-lam belong to the joint stage")
+        if self.video and self.stage != "lam":
+            raise TrainError("--video (action-free frames) belongs to the lam stage: the joint stage "
+                             "learns actions, and video has none")
+        for path in self.video:
+            if not path.is_dir():
+                raise TrainError(f"--video {path} is not a directory")
         if self.no_align and (self.freeze_lam or self.lam):
             raise TrainError("--no-align trains the DiT alone: it takes no LAM (--lam, --freeze-lam)")
         if self.lam_encoder and self.lam:
@@ -115,10 +125,12 @@ class TrainSettings:
 
     def resume_key(self) -> dict[str, Any]:
         """The settings a checkpoint must agree with to be resumed."""
-        keys = ("stage", "preset", "steps", "no_align", "freeze_lam", "batch_size", "lr",
+        keys = ("stage", "preset", "steps", "video", "no_align", "freeze_lam", "batch_size", "lr",
                 "image_shift", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "lam_offset",
                 "align_weight", "lam_weight")
-        return {k: getattr(self, k) for k in keys}
+        key = {k: getattr(self, k) for k in keys}
+        key["video"] = [str(v) for v in self.video]
+        return key
 
 
 def _resolve_lam_dir(path: Path) -> Path:
@@ -283,6 +295,15 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     camera = m.config.cameras[0]
     dataset = LaraSampleDataset(s.dataset, horizon=m.config.horizon, lam_offset=s.lam_offset,
                                 camera=camera, frame_cache_bytes=None)
+    samples: torch.utils.data.Dataset = dataset
+    if s.video:
+        videos = [LaraSampleDataset(v, horizon=m.config.horizon, lam_offset=s.lam_offset, camera=camera,
+                                    frame_cache_bytes=None) for v in s.video]
+        samples = torch.utils.data.ConcatDataset([dataset, *videos])
+    frames = {"dataset": len(dataset), "video": sum(len(v) for v in videos) if s.video else 0}
+    if ctx.is_main and m.lam is not None:
+        print(f"lara-train: the LAM sees {len(samples):,} frames ({frames['dataset']:,} of {s.dataset}"
+              + (f", {frames['video']:,} of action-free video" if s.video else "") + ")", flush=True)
     preprocessor = None
     stats = None
     if m.policy is not None:
@@ -317,10 +338,10 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     if ctx.distributed:
         model = _ddp(objective, ctx)
 
-    sampler = StepBatchSampler(len(dataset), s.batch_size, s.seed, start, s.steps,
+    sampler = StepBatchSampler(len(samples), s.batch_size, s.seed, start, s.steps,
                                rank=ctx.rank, world_size=ctx.world_size)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=BatchCollator(preprocessor, camera),
+        samples, batch_sampler=sampler, collate_fn=BatchCollator(preprocessor, camera),
         num_workers=s.num_workers, pin_memory=ctx.device.type == "cuda")
 
     s.out.mkdir(parents=True, exist_ok=True)
@@ -372,7 +393,7 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
 
     if ctx.is_main:
         _write_outputs(s, m, stats, dataset.instructions, steps_run=s.steps - start,
-                       elapsed=elapsed, dataset=dataset)
+                       elapsed=elapsed, dataset=dataset, frames=frames)
     ctx.barrier()
     return s.out
 
@@ -395,15 +416,16 @@ def _latent_section(s: TrainSettings, m: _Modules, dataset) -> dict[str, Any] | 
 
 
 def _write_outputs(s: TrainSettings, m: _Modules, stats, instructions: list[str], steps_run: int,
-                   elapsed: float, dataset=None) -> None:
+                   elapsed: float, dataset=None, frames: dict[str, int] | None = None) -> None:
     summary = {
         "stage": s.stage,
-        "settings": {k: (str(v) if isinstance(v, Path) else v)
+        "settings": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "video" else v)
                      for k, v in dataclasses.asdict(s).items()},
         "parameters": {"policy": _count(m.policy), "policy_trainable": _count(m.policy, True),
                        "lam": _count(m.lam), "lam_trainable": _count(m.lam, True),
                        "alignment": _count(m.align)},
         "steps_run": steps_run,
+        "frames": frames,
         "steps_per_s": steps_run / elapsed if elapsed > 0 else None,
     }
     records = [json.loads(line) for line in (s.out / LOG_NAME).read_text().splitlines() if line]

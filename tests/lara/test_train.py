@@ -141,6 +141,22 @@ def test_lam_stage_then_frozen_lam_joint(dataset, tmp_path):
     assert any(not torch.equal(moved[k], after[k]) for k in after if k.startswith("mformer."))
 
 
+def test_lam_stage_takes_action_free_video_too(dataset, tmp_path, capsys):
+    video = write_synthetic_dataset(tmp_path / "video", episodes=3, frames_per_episode=10, seed=1, image_size=(64, 64))
+    out = tmp_path / "lam_video"
+    assert main(["lam", "--preset", "tiny", "--dataset", str(dataset), "--video", str(video), "--steps", "3",
+                 "--out", str(out), "--batch-size", "4", "--no-progress"]) == 0
+    assert "the LAM sees 174 frames (144 of" in capsys.readouterr().out
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["frames"] == {"dataset": 6 * 24, "video": 3 * 10}
+    assert summary["settings"]["video"] == [str(video)]
+    assert load_lam(out / "lam") is not None
+    with pytest.raises(TrainError, match="belongs to the lam stage"):
+        _settings(dataset, tmp_path / "j", video=[video])
+    with pytest.raises(TrainError, match="is not a directory"):
+        _settings(dataset, tmp_path / "l", stage="lam", video=[tmp_path / "nowhere"])
+
+
 def test_no_align_bundle_has_no_lam(dataset, tmp_path):
     out = train(_settings(dataset, tmp_path / "dit_only", steps=2, no_align=True))
     assert not (out / "lam").exists()

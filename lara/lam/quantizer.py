@@ -49,6 +49,21 @@ class VectorQuantizer(nn.Module):
                 self.counts += torch.bincount(indices, minlength=self.size)
         return Quantized(quantized, indices.view(z.shape[:-1]), codebook_loss, commitment_loss)
 
+    @torch.no_grad()
+    def init_from_data(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the codes to ``size`` latents drawn from ``z`` (any shape ending in ``dim``), each
+        drawn once while there are enough. A fresh LAM's z is on the scale of its encoder's
+        output, far from the default init's ±1/size; from there the commitment term pulls every
+        z into that tiny ball around the origin before the reconstruction can spread the codes,
+        and the latent collapses (docs/POLICY.md, "What the latent carries"). Drawn from the data,
+        the codebook starts where the latents are."""
+        flat = z.detach().reshape(-1, self.codebook.embedding_dim)
+        if flat.shape[0] == 0:
+            raise ValueError("no latents to initialise the codebook from")
+        order = torch.randperm(flat.shape[0], generator=generator, device="cpu").to(flat.device)
+        picks = order.repeat((self.size + flat.shape[0] - 1) // flat.shape[0])[: self.size]
+        self.codebook.weight.copy_(flat[picks])
+
     def usage(self, indices: torch.Tensor | None = None) -> dict[str, float]:
         """Codebook usage: active codes and perplexity of ``indices`` (a batch) and running counts."""
         out: dict[str, float] = {

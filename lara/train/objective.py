@@ -61,6 +61,9 @@ class JointObjective(nn.Module):
             terms["lam"] = lam_out.loss
             terms["lam_recon"] = lam_out.reconstruction_loss.detach()
             terms["codes_active"] = torch.tensor(float(lam_out.indices.unique().numel()))
+            # the batch's spread of z (mean per-dimension std): falls towards 0 as the latent collapses
+            terms["z_spread"] = lam_out.z.detach().flatten(1).std(0).mean() if lam_out.z.shape[0] > 1 \
+                else torch.tensor(0.0)
         if self.policy is None:
             terms["loss"] = lam_out.loss
             return terms

@@ -149,6 +149,7 @@ class _Modules:
     lam: LatentActionModel | None
     align: AlignmentHead | None
     tokenizer: Any = None  # the --init bundle's transformers tokenizer (Eagle backbone)
+    lam_fresh: bool = False  # a new LAM (no --lam, no --init LAM): its codebook starts from the data
 
 
 def _build_modules(s: TrainSettings) -> _Modules:
@@ -190,8 +191,9 @@ def _build_modules(s: TrainSettings) -> _Modules:
         lam = LatentActionModel(LamConfig.from_preset(s.preset, **overrides))
 
     tokenizer = init_bundle.tokenizer if init_bundle is not None else None
+    fresh = lam is not None and lam_source is None
     if s.stage == "lam":
-        return _Modules(config, None, lam, None, tokenizer)
+        return _Modules(config, None, lam, None, tokenizer, fresh)
 
     policy = init_bundle.policy if init_bundle is not None else _new_policy(config)
     align = None
@@ -199,13 +201,32 @@ def _build_modules(s: TrainSettings) -> _Modules:
         align = AlignmentHead(config.width, lam.config.latent_size)
         if lam_source is not None and (lam_source / ALIGNMENT_FILE).is_file():
             load_alignment(align, lam_source)
-    return _Modules(config, policy, lam, align, tokenizer)
+    return _Modules(config, policy, lam, align, tokenizer, fresh)
 
 
 def _new_policy(config) -> nn.Module:
     from lara_g1.lara.model.policy import LaraPolicy
 
     return LaraPolicy(config)
+
+
+CODEBOOK_INIT_SAMPLES = 256
+
+
+@torch.no_grad()
+def _init_codebook(lam: LatentActionModel, samples, camera: str, seed: int, device: torch.device) -> None:
+    """A fresh LAM's codebook from the latents of ``CODEBOOK_INIT_SAMPLES`` training samples
+    (drawn with ``seed``: every rank draws the same, so DDP starts in step)."""
+    rng = np.random.default_rng([seed, 0xC0DE])
+    items = rng.choice(len(samples), size=min(CODEBOOK_INIT_SAMPLES, len(samples)), replace=False)
+    batch = BatchCollator(None, camera)([samples[int(i)] for i in items])
+    was_training = lam.training
+    lam.eval()
+    z = torch.cat([lam.encode(lam.preprocess(batch["image"][k:k + 64]).to(device),
+                              lam.preprocess(batch["future_image"][k:k + 64]).to(device))
+                   for k in range(0, len(items), 64)])
+    lam.train(was_training)
+    lam.quantizer.init_from_data(z, torch.Generator().manual_seed(seed))
 
 
 def _ddp(module: nn.Module, ctx: distributed.DistContext) -> nn.Module:
@@ -333,6 +354,9 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
         scheduler.load_state_dict(payload["scheduler"])
         restore_rng_state(payload["rng"])
         start = payload["step"]
+
+    if m.lam_fresh and start == 0:
+        _init_codebook(m.lam, samples, camera, s.seed, ctx.device)
 
     model: nn.Module = objective
     if ctx.distributed:

@@ -111,6 +111,23 @@ def test_quantizer_straight_through_and_losses():
     assert vq.codebook.weight.grad[q.indices.unique()].abs().sum() > 0
 
 
+def test_codebook_init_from_data_puts_every_code_on_a_latent():
+    vq = VectorQuantizer(size=8, dim=4)
+    assert vq.codebook.weight.abs().max() <= 1 / 8          # the default init: a tiny ball at 0
+    z = torch.randn(5, 3, 4) * 3.0                           # 15 latents, far outside it
+    vq.init_from_data(z, torch.Generator().manual_seed(0))
+    flat = z.reshape(-1, 4)
+    codes = vq.codebook.weight
+    matches = [int((flat - c).abs().sum(1).argmin()) for c in codes]
+    assert all(torch.equal(codes[i], flat[j]) for i, j in enumerate(matches))
+    assert len(set(matches)) == 8                            # distinct latents while there are enough
+    few = torch.randn(3, 4)
+    vq.init_from_data(few)                                   # fewer latents than codes: reused
+    assert {tuple(c.tolist()) for c in vq.codebook.weight} == {tuple(r.tolist()) for r in few}
+    with pytest.raises(ValueError, match="no latents"):
+        vq.init_from_data(torch.zeros(0, 4))
+
+
 def test_reconstruction_gradient_reaches_mformer_through_quantizer(lam):
     out = lam(lam.preprocess(_frames(0)), lam.preprocess(_frames(1)))
     out.reconstruction_loss.backward()  # reconstruction only: no direct path to z but the VQ's

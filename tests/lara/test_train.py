@@ -157,6 +157,18 @@ def test_lam_stage_takes_action_free_video_too(dataset, tmp_path, capsys):
         _settings(dataset, tmp_path / "l", stage="lam", video=[tmp_path / "nowhere"])
 
 
+def test_only_a_fresh_lam_gets_its_codebook_from_the_data(dataset, tmp_path, monkeypatch):
+    calls = []
+    real = trainer_module._init_codebook
+    monkeypatch.setattr(trainer_module, "_init_codebook", lambda lam, *a: calls.append(lam) or real(lam, *a))
+    out = train(_settings(dataset, tmp_path / "fresh", stage="lam", steps=1))
+    assert len(calls) == 1
+    codebook = calls[0].quantizer.codebook.weight
+    assert codebook.abs().max() > 1 / 128                    # no longer the default's tiny ball
+    train(_settings(dataset, tmp_path / "given", steps=1, lam=out))      # a trained LAM keeps its codes
+    assert len(calls) == 1
+
+
 def test_no_align_bundle_has_no_lam(dataset, tmp_path):
     out = train(_settings(dataset, tmp_path / "dit_only", steps=2, no_align=True))
     assert not (out / "lam").exists()

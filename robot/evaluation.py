@@ -39,6 +39,7 @@ class Task:
     instruction: str
     stages: tuple[str, ...]
     trial_s: float
+    paraphrases: tuple[str, ...] = ()   # other wordings of the instruction (robustness evaluation)
 
 
 @config_dataclass
@@ -48,11 +49,14 @@ class _TaskSettings(ConfigModel):
     instruction: str
     stages: tuple[str, ...]
     trial_s: float = Field(gt=0.0)
+    paraphrases: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _stages_end_with_full(self) -> _TaskSettings:
         if not self.stages or self.stages[-1] != FULL or len(set(self.stages)) != len(self.stages):
             raise ValueError(f"stages must be distinct and end with {FULL!r}, got {list(self.stages)}")
+        if self.instruction in self.paraphrases or len(set(self.paraphrases)) != len(self.paraphrases):
+            raise ValueError("paraphrases must be distinct and differ from the instruction")
         return self
 
 
@@ -63,7 +67,7 @@ def load_tasks(path: str | Path | None = None) -> dict[str, Task]:
     """The tasks of ``configs/control/tasks.yaml`` (or of the file at ``path``), validated."""
     tasks = load_config(_TaskFile, path or config_path("control/tasks.yaml"), kind="task list",
                         error=TaskConfigError)
-    return {name: Task(name, t.instruction, t.stages, t.trial_s) for name, t in tasks.items()}
+    return {name: Task(name, t.instruction, t.stages, t.trial_s, t.paraphrases) for name, t in tasks.items()}
 
 
 def _rate(trials: Sequence[Mapping[str, bool]], stage: str) -> float:
@@ -102,6 +106,16 @@ def ask_stages(task: Task, ask: Callable[[str], bool]) -> dict[str, bool]:
         else:
             stages[name] = bool(ask(f"  stage {name!r} succeeded?"))
     return stages
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a success rate (sound at 0 % and 100 %, unlike p ± z·se)."""
+    if n < 1 or not 0 <= successes <= n:
+        raise EvaluationError(f"no interval for {successes} successes in {n} trials")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compute_metrics(task: Task, trials: Sequence[Mapping[str, bool]]) -> dict[str, Any]:

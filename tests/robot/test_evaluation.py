@@ -92,3 +92,14 @@ def test_operator_is_not_asked_full_after_a_failed_stage():
     asked.clear()
     assert ask_stages(TASKS["pick_place"], answers([True, True])) == {"Pick": True, "Full": True}
     assert "'Full'" in asked[-1]
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    from lara_g1.robot.evaluation import EvaluationError, wilson_interval
+
+    lo, hi = wilson_interval(44, 50)            # 88 %: the interval is asymmetric, below 100 %
+    assert (round(100 * lo, 1), round(100 * hi, 1)) == (76.2, 94.4)
+    assert wilson_interval(0, 50)[0] == pytest.approx(0.0, abs=1e-12) and 0.07 < wilson_interval(0, 50)[1] < 0.072
+    assert wilson_interval(50, 50)[1] == pytest.approx(1.0)
+    with pytest.raises(EvaluationError):
+        wilson_interval(3, 0)

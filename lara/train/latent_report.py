@@ -17,8 +17,11 @@ carries"):
   copy (< 1: the LAM adds something to frame t);
 - ``probe_r2_z``: ridge regression (closed form, standardised inputs, fixed ``ridge``) from
   flattened z to the joint motion state[t+k] - state[t], R² on held-out samples only;
-  ``probe_r2_frame``: the same probe from the frozen encoder's mean-pooled features of frame t
-  alone. z carries motion beyond frame t when ``probe_r2_z`` is clearly above ``probe_r2_frame``.
+  ``probe_r2_frame``: the same probe from the frozen encoder's patch features of frame t alone
+  (every patch, flattened: where things are, which mean-pooling would throw away);
+  ``probe_r2_frame_z``: from both. In scripted demonstrations frame t alone predicts much of the
+  motion (the task's phase shows in the picture), so z carries motion beyond frame t when
+  ``probe_r2_frame_z`` is clearly above ``probe_r2_frame``.
 
 The held-out split is by episode where the samples cover at least two episodes (neighbouring
 frames of one episode are near-duplicates, so a per-sample split would leak), else by sample.
@@ -50,7 +53,7 @@ class LatentSamples:
 
     z: np.ndarray  # [N, Q*D] flattened continuous latent
     indices: np.ndarray  # [N, Q] code ids
-    frame_features: np.ndarray  # [N, E] mean-pooled encoder features of frame t alone
+    frame_features: np.ndarray  # [N, P*E] float32: the frozen encoder's patch features of frame t alone
     motion: np.ndarray  # [N, J] state[t+k] - state[t]
     episodes: np.ndarray  # [N] episode index (the probe's split groups)
     recon_mse: np.ndarray  # [N] per-sample MSE(reconstruction, frame t+k)
@@ -89,7 +92,7 @@ def collect(lam, dataset, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> Late
             features_t = lam.encode_frames(frame_t)  # [B, 1 + P, E], frozen encoder, frame t only
             out["z"].append(result.z.flatten(1).float().cpu().numpy())
             out["indices"].append(result.indices.cpu().numpy())
-            out["frame"].append(features_t.mean(dim=1).float().cpu().numpy())
+            out["frame"].append(features_t[:, 1:].flatten(1).float().cpu().numpy())   # every patch, no CLS
             out["recon"].append(F.mse_loss(result.reconstruction, frame_tk, reduction="none")
                                 .flatten(1).mean(1).cpu().numpy())
             out["copy"].append(F.mse_loss(frame_t, frame_tk, reduction="none").flatten(1).mean(1).cpu().numpy())
@@ -100,7 +103,7 @@ def collect(lam, dataset, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> Late
         lam.train(was_training)
     return LatentSamples(
         z=np.concatenate(out["z"]).astype(np.float64), indices=np.concatenate(out["indices"]),
-        frame_features=np.concatenate(out["frame"]).astype(np.float64),
+        frame_features=np.concatenate(out["frame"]),
         motion=np.stack(out["motion"]), episodes=np.asarray(out["episode"]),
         recon_mse=np.concatenate(out["recon"]).astype(np.float64),
         copy_mse=np.concatenate(out["copy"]).astype(np.float64),
@@ -195,6 +198,7 @@ def summarise(s: LatentSamples, heldout: float = 0.25, seed: int = 0, ridge: flo
         "probe_ridge": float(ridge),
         "probe_r2_z": probe_r2(s.z, s.motion, train, held, ridge),
         "probe_r2_frame": probe_r2(s.frame_features, s.motion, train, held, ridge),
+        "probe_r2_frame_z": probe_r2(np.concatenate([s.frame_features, s.z], axis=1), s.motion, train, held, ridge),
     }
 
 
@@ -228,7 +232,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"  recon      LAM MSE {_f(r['recon_mse'])} vs copy-frame-t {_f(r['copy_mse'])}, "
         f"ratio {_f(r['recon_ratio'], '.3f')}",
         f"  probe R²   z -> joint motion {_f(r['probe_r2_z'], '.3f')}, frame t only "
-        f"{_f(r['probe_r2_frame'], '.3f')} (held out by {r['probe_split']}: {r['probe_train']} train, "
+        f"{_f(r['probe_r2_frame'], '.3f')}, frame t + z {_f(r.get('probe_r2_frame_z'), '.3f')} (held out by {r['probe_split']}: {r['probe_train']} train, "
         f"{r['probe_heldout']} held out)",
     ])
 

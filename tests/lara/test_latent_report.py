@@ -27,7 +27,7 @@ from tests.helpers.synthetic import write_synthetic_dataset
 FIELDS = ("samples", "episodes", "codebook_size", "tokens", "codes_active", "perplexity", "z_dim",
           "z_spread", "z_abs_mean", "z_spread_ratio", "recon_mse", "copy_mse", "recon_ratio", "motion_dim",
           "motion_abs_mean", "probe_split", "probe_train", "probe_heldout", "probe_ridge", "probe_r2_z",
-          "probe_r2_frame", "lam_offset")
+          "probe_r2_frame", "probe_r2_frame_z", "lam_offset")
 OFFSET = 3
 
 
@@ -111,6 +111,10 @@ def test_probe_reads_the_true_motion_and_not_a_constant(collected):
     constant = summarise(with_latent(collected, np.full_like(collected.z, 0.7)))
     assert constant["probe_r2_z"] <= 0.05
     assert constant["z_spread"] < 1e-12 and constant["z_spread_ratio"] < 1e-12
+    # frame t + z: the true motion adds what frame t lacks; a constant z adds nothing
+    assert truth["probe_r2_frame_z"] > truth["probe_r2_frame"] + 0.2 or truth["probe_r2_frame"] > 0.9
+    assert constant["probe_r2_frame_z"] == pytest.approx(constant["probe_r2_frame"], rel=1e-3)
+    assert collected.frame_features.shape[1] > collected.z.shape[1] // 8     # patch features, not pooled
 
 
 def test_probe_r2_is_on_heldout_samples_only(collected):

@@ -187,8 +187,8 @@ def cmd_record(args) -> int:
     if args.source == "explore":
         if args.discard_failed:
             raise CliError("--source explore plays no task, so nothing can fail: drop --discard-failed")
-        # not the task's words: these episodes are video of the scene, not demonstrations of the task
-        instruction = f"(no task) random reaches in the {scene} scene"
+        from lara_g1.teleop.sources.expert import explore_instruction
+        instruction = explore_instruction(scene)
     if args.discard_failed and args.robot != "sim":
         raise CliError("--discard-failed needs --robot sim (the simulator scores the episodes)")
     progress = Progress()

@@ -60,6 +60,12 @@ MOTIONS = ("task", "explore")
 EXPLORE_KEYS = (3, 6)           # random key poses per explore episode (inclusive)
 
 
+def explore_instruction(task: str) -> str:
+    """What explore episodes are recorded under: not the task's words, since they are video of the
+    scene, not demonstrations of the task."""
+    return f"(no task) random reaches in the {task} scene"
+
+
 @dataclass(frozen=True)
 class Key:
     """One key pose: reached ``duration`` seconds after the previous one.

@@ -25,9 +25,20 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
     assert report["scene_seeds"][:2] == [0, 1] and report["error"] is None
     assert report["outcome"] == "complete"
 
+    # action-free video (its own dataset, its own instruction) and LAM stage 1 on both
+    video = tmp_path / "video"
+    loop.record_video(video, "pick_place", 1, tmp_path, seed=100_000)
+    assert validate_dataset(video) == []
+    from lara_g1.lara.data.lerobot import LeRobotDataset
+    from lara_g1.teleop.sources.expert import explore_instruction
+    assert LeRobotDataset(video).tasks == [explore_instruction("pick_place")]
+    loop.train_lam(dataset, video, tmp_path / "lam", tmp_path / "lam.log", preset="tiny", steps=2, seed=0)
+    summary = json.loads((tmp_path / "lam" / "train_summary.json").read_text())
+    assert summary["frames"]["video"] > 0 and summary["latent"]["codebook_size"] == 128
+
     bundle = tmp_path / "policy"
-    loop.train_policy(dataset, bundle, tmp_path / "train.log", preset="tiny", steps=2, seed=0, extra=[],
-                      batch_size=4)
+    loop.train_policy(dataset, bundle, tmp_path / "train.log", preset="tiny", steps=2, seed=0,
+                      extra=["--lam", str(tmp_path / "lam")], batch_size=4)
     loop.export_onnx(bundle, tmp_path / "export.log")
     assert (bundle / "manifest.json").exists()
 
@@ -37,7 +48,8 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
                        "--server", address, "--domain", str(loop.sim_domain()), "--duration", "6",
                        "--dashboard", "off", "--json", str(run_json)],
                       tmp_path / "robot.log", "lara-robot run --sim")
-        metrics = loop.evaluate(address, "pick_place", 1, tmp_path / "eval", tmp_path / "eval.log", trial_s=3)
+        metrics = loop.evaluate(address, "pick_place", 1, tmp_path / "eval", tmp_path / "eval.log", trial_s=3,
+                                instruction="Put the green tomato into the green basket.")
     result = json.loads(run_json.read_text())
     assert result["reason"] == "end of duration"            # ended cleanly, not by the watchdog
     assert result["scheduler"]["chunks"] >= 3               # chunks flowed from lara-serve
@@ -46,6 +58,7 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
 
     assert metrics["trials"] == 1 and set(metrics["metrics"]) == {"Pick", "Place", "Full"}
     assert metrics["info"]["seed"] == 1000        # evaluation scenes are not the demonstrated ones
+    assert metrics["info"]["instruction"] == "Put the green tomato into the green basket."
     trial = metrics["per_trial"][0]               # each trial keeps what its control loop measured
     assert trial["chunks"] >= 1 and trial["ticks"] > 0 and trial["period_ms_p50"] > 0
 

@@ -29,6 +29,12 @@ class VectorQuantizer(nn.Module):
         self.codebook = nn.Embedding(size, dim)
         nn.init.uniform_(self.codebook.weight, -1.0 / size, 1.0 / size)
         self.register_buffer("counts", torch.zeros(size, dtype=torch.long))
+        # Dead-code restart (off at 0): every ``restart_every`` training forwards, each code that no
+        # latent chose in that window is moved onto a latent of the current batch.
+        self.restart_every = 0
+        self.restarted = 0                       # codes restarted so far (a diagnostic)
+        self._calls = 0
+        self.register_buffer("_window", torch.zeros(size, dtype=torch.long), persistent=False)
 
     @property
     def size(self) -> int:
@@ -46,8 +52,24 @@ class VectorQuantizer(nn.Module):
         quantized = z + (chosen - z).detach()
         if self.training:
             with torch.no_grad():
-                self.counts += torch.bincount(indices, minlength=self.size)
+                hist = torch.bincount(indices, minlength=self.size)
+                self.counts += hist
+                if self.restart_every:
+                    self._restart_dead(hist, flat)
         return Quantized(quantized, indices.view(z.shape[:-1]), codebook_loss, commitment_loss)
+
+    @torch.no_grad()
+    def _restart_dead(self, hist: torch.Tensor, flat: torch.Tensor) -> None:
+        self._window += hist
+        self._calls += 1
+        if self._calls % self.restart_every:
+            return
+        dead = (self._window == 0).nonzero().flatten()
+        self._window.zero_()
+        if len(dead):
+            picks = torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)
+            self.codebook.weight[dead] = flat[picks].detach()
+            self.restarted += len(dead)
 
     @torch.no_grad()
     def init_from_data(self, z: torch.Tensor, generator: torch.Generator | None = None) -> None:

@@ -43,6 +43,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lam-offset", type=int, default=DEFAULTS["lam_offset"],
                    help="LAM future frame t+K (clamped at the episode end; default: %(default)s)")
     p.add_argument("--lam-encoder", help="ViT-MAE path or hub name (default: the preset's)")
+    p.add_argument("--codebook-restart", type=int, default=DEFAULTS["codebook_restart"], metavar="N",
+                   help="move the LAM codes that no latent chose in the last N steps onto latents of the batch "
+                        "(0: never; default: %(default)s)")
     p.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"],
                    help="steps between checkpoints (0: only at the end; default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")

@@ -78,6 +78,7 @@ class TrainSettings:
     lam_offset: int = 15
     align_weight: float = 0.01
     lam_weight: float = 0.01
+    codebook_restart: int = 0  # dead-code restart window in steps (0: off); see VectorQuantizer
     checkpoint_every: int = 500
     resume: bool = False
     num_workers: int = 0
@@ -127,7 +128,7 @@ class TrainSettings:
         """The settings a checkpoint must agree with to be resumed."""
         keys = ("stage", "preset", "steps", "video", "no_align", "freeze_lam", "batch_size", "lr",
                 "image_shift", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "lam_offset",
-                "align_weight", "lam_weight")
+                "align_weight", "lam_weight", "codebook_restart")
         key = {k: getattr(self, k) for k in keys}
         key["video"] = [str(v) for v in self.video]
         return key
@@ -355,6 +356,8 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
         restore_rng_state(payload["rng"])
         start = payload["step"]
 
+    if m.lam is not None and not s.freeze_lam:
+        m.lam.quantizer.restart_every = s.codebook_restart
     if m.lam_fresh and start == 0:
         _init_codebook(m.lam, samples, camera, s.seed, ctx.device)
 

@@ -128,6 +128,24 @@ def test_codebook_init_from_data_puts_every_code_on_a_latent():
         vq.init_from_data(torch.zeros(0, 4))
 
 
+def test_dead_codes_are_restarted_onto_latents_after_the_window():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(size=6, dim=2).train()
+    vq.codebook.weight.data = torch.tensor([[0.0, 0.0], [9.0, 9.0], [-9.0, 9.0], [9.0, -9.0], [-9, -9], [50, 50]])
+    vq.restart_every = 2
+    z = torch.tensor([[[0.1, 0.0], [0.0, 0.1], [8.9, 9.0]]])       # codes 0 and 1 chosen, 2..5 dead
+    vq(z)
+    assert vq.restarted == 0                                        # the window is not over yet
+    vq(z)
+    assert vq.restarted == 4
+    moved = vq.codebook.weight[2:]
+    assert all(any(torch.equal(c, row) for row in z[0]) for c in moved)    # each onto a latent
+    assert torch.equal(vq.codebook.weight[1], torch.tensor([9.0, 9.0]))   # a used code stays
+    vq.eval()
+    vq(z), vq(z)
+    assert vq.restarted == 4                                        # never outside training
+
+
 def test_reconstruction_gradient_reaches_mformer_through_quantizer(lam):
     out = lam(lam.preprocess(_frames(0)), lam.preprocess(_frames(1)))
     out.reconstruction_loss.backward()  # reconstruction only: no direct path to z but the VQ's

@@ -169,6 +169,15 @@ def test_only_a_fresh_lam_gets_its_codebook_from_the_data(dataset, tmp_path, mon
     assert len(calls) == 1
 
 
+def test_codebook_restart_reaches_the_quantizer(dataset, tmp_path, monkeypatch):
+    seen = []
+    real = trainer_module._init_codebook
+    monkeypatch.setattr(trainer_module, "_init_codebook", lambda lam, *a: seen.append(lam) or real(lam, *a))
+    out = train(_settings(dataset, tmp_path / "r", stage="lam", steps=2, codebook_restart=1))
+    assert seen[0].quantizer.restart_every == 1 and seen[0].quantizer.restarted > 0
+    assert json.loads((out / "train_summary.json").read_text())["settings"]["codebook_restart"] == 1
+
+
 def test_no_align_bundle_has_no_lam(dataset, tmp_path):
     out = train(_settings(dataset, tmp_path / "dit_only", steps=2, no_align=True))
     assert not (out / "lam").exists()

@@ -1,8 +1,8 @@
 """``python -m lara_g1.apps.loop``: the whole loop in simulation, with numbers (docs/RESULTS.md).
 
     python -m lara_g1.apps.loop [--workdir runs/loop] [--tasks pick_place pour] [--episodes 50]
-                        [--video-episodes 60] [--lam-steps 3000] [--steps 10000] [--trials 50]
-                        [--paraphrase-trials 20] [--preset tiny] [--seed 0]
+                        [--video-episodes 60] [--lam-steps 2000] [--steps 10000] [--trials 50]
+                        [--paraphrase-trials 10] [--preset tiny] [--seed 0]
                         [--variants full dit frozen] [--results docs/RESULTS.md]
 
 Every step is the command a lab runs, as its own process with its log in the work directory:
@@ -53,6 +53,8 @@ TASKS = ("pick_place", "pour")
 # Policy variants: name -> (table label, extra lara-train joint arguments, uses the stage-1 LAM).
 VARIANTS = {"full": ("LARA full", [], True), "dit": ("LARA DiT-only", ["--no-align"], False),
             "frozen": ("LARA frozen LAM", ["--freeze-lam"], True)}
+# First scene seed of each task's action-free video: clear of the demonstrations' and evaluations'.
+VIDEO_SEEDS = {"pick_place": 200, "pour": 300}
 # The paper's columns per task (robot.evaluation.METRICS computes them).
 COLUMNS = {"pick_place": ("Pick", "Place", "Full"), "pour": ("Grasp-Left", "Grasp-Right", "Pour", "Full")}
 
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=50, help="successful demonstrations per task")
     p.add_argument("--video-episodes", type=int, default=60,
                    help="action-free video episodes per task for LAM stage 1 (0: the demonstrations' frames only)")
-    p.add_argument("--lam-steps", type=int, default=3000,
+    p.add_argument("--lam-steps", type=int, default=2000,
                    help="LAM stage-1 steps (0: no stage 1, the joint runs start from a fresh LAM)")
     p.add_argument("--preset", default="tiny", help="lara-train preset (tiny, small)")
     p.add_argument("--steps", type=int, default=10000, help="training steps of each policy")
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS),
                    help="full: LARA with alignment; dit: --no-align; frozen: --freeze-lam")
     p.add_argument("--trials", type=int, default=50, help="evaluation trials per task and policy")
-    p.add_argument("--paraphrase-trials", type=int, default=20,
+    p.add_argument("--paraphrase-trials", type=int, default=10,
                    help="evaluation trials per paraphrase of each task's instruction (0: none)")
     p.add_argument("--trial-s", type=float, help="seconds per evaluation trial (default: the task's)")
     p.add_argument("--control-config",
@@ -397,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             rows[0].metrics[task] = expert_metrics(report)
         if args.lam_steps:
             if args.video_episodes:
-                for k, task in enumerate(tasks):      # scene seeds clear of the demonstrations' and evaluations'
-                    record_video(video, task, args.video_episodes, work, seed=100_000 + 10_000 * k)
+                for task in tasks:      # scene seeds clear of the demonstrations' (0..) and evaluations' (1000..)
+                    record_video(video, task, args.video_episodes, work, seed=VIDEO_SEEDS[task])
             if not (lam / "lam" / "model.safetensors").exists():
                 train_lam(dataset, video if args.video_episodes else None, lam, work / "train_lam.log",
                           preset=args.preset, steps=args.lam_steps, seed=args.seed)

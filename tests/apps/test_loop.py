@@ -27,7 +27,7 @@ def test_demos_train_export_serve_and_run_in_sim(tmp_path):
 
     # action-free video (its own dataset, its own instruction) and LAM stage 1 on both
     video = tmp_path / "video"
-    loop.record_video(video, "pick_place", 1, tmp_path, seed=100_000)
+    loop.record_video(video, "pick_place", 1, tmp_path, seed=loop.VIDEO_SEEDS["pick_place"])
     assert validate_dataset(video) == []
     from lara_g1.lara.data.lerobot import LeRobotDataset
     from lara_g1.teleop.sources.expert import explore_instruction

@@ -67,14 +67,14 @@ class PickPlace(Task):
         hx, hy, h = self.BASKET_INNER
         t = 0.006
         walls = "".join(
-            f'<geom type="box" size="{sx} {sy} {h / 2}" pos="{px} {py} {h / 2}" rgba="0.55 0.38 0.2 1"/>'
+            f'<geom type="box" size="{sx} {sy} {h / 2}" pos="{px} {py} {h / 2}" rgba="0.1 0.45 0.22 1"/>'
             for sx, sy, px, py in ((t, hy + t, hx + t, 0), (t, hy + t, -hx - t, 0),
                                    (hx, t, 0, hy + t), (hx, t, 0, -hy - t)))
         return (f'<body name="tomato" pos="0.35 -0.15 {TABLE_Z + self.TOMATO_R}"><freejoint name="tomato"/>'
-                f'<geom type="sphere" size="{self.TOMATO_R}" mass="0.1" rgba="0.85 0.1 0.08 1" friction="1.2 0.02 0.002"/>'
-                f'<geom type="cylinder" size="0.008 0.004" pos="0 0 {self.TOMATO_R}" rgba="0.1 0.5 0.1 1" contype="0" conaffinity="0" mass="0.001"/></body>'
+                f'<geom type="sphere" size="{self.TOMATO_R}" mass="0.1" rgba="0.42 0.72 0.16 1" friction="1.2 0.02 0.002"/>'
+                f'<geom type="cylinder" size="0.008 0.004" pos="0 0 {self.TOMATO_R}" rgba="0.12 0.3 0.08 1" contype="0" conaffinity="0" mass="0.001"/></body>'
                 f'<body name="basket" pos="0.36 0.15 {TABLE_Z}">'
-                f'<geom type="box" size="{hx + 2 * t} {hy + 2 * t} 0.003" pos="0 0 0.003" rgba="0.55 0.38 0.2 1"/>{walls}</body>')
+                f'<geom type="box" size="{hx + 2 * t} {hy + 2 * t} 0.003" pos="0 0 0.003" rgba="0.1 0.45 0.22 1"/>{walls}</body>')
 
     def place(self, world, rng) -> None:
         (x0, x1), (y0, y1) = self.TOMATO_REGION

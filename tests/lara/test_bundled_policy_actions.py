@@ -1,5 +1,6 @@
-"""The bundled policies serve the same actions, bit for bit, as they did before the package moved to
-the lara_g1 namespace (tests/data/bundled_policy_actions.npz, captured with the same inputs then)."""
+"""The bundled policy serves the same actions, bit for bit, as when it shipped
+(tests/data/bundled_policy_actions.npz, captured with these inputs then): a change to
+preprocessing, the engines or the graphs that moves a shipped policy's actions shows here."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -50,6 +50,16 @@ RATE = 50.0
 TICKS_PER_RAD = 4096 / (2 * math.pi)
 
 
+@pytest.fixture(autouse=True)
+def patient_sdk(monkeypatch):
+    """The SDK waits 2 x its LATENCY_TIMER (16 ms, a USB adapter's) + 2 ms for a status packet.
+    A real servo answers from its own MCU within microseconds; the fake answers from a thread of
+    this process, which a loaded 2-core machine may not schedule within 34 ms. Here it gets
+    130 ms (lara-head subprocesses keep the SDK's default and rely on bring-up's retries)."""
+    sdk = pytest.importorskip("dynamixel_sdk.port_handler")
+    monkeypatch.setattr(sdk, "LATENCY_TIMER", 64)
+
+
 @pytest.fixture
 def fake():
     with FakeDynamixelBus({1: 2048, 2: 2048}) as bus:

@@ -215,7 +215,7 @@ CODEBOOK_INIT_SAMPLES = 256
 
 
 @torch.no_grad()
-def _init_codebook(lam: LatentActionModel, samples, camera: str, seed: int, device: torch.device) -> None:
+def _init_codebook(lam: LatentActionModel, samples, camera: str, seed: int) -> None:
     """A fresh LAM's codebook from the latents of ``CODEBOOK_INIT_SAMPLES`` training samples
     (drawn with ``seed``: every rank draws the same, so DDP starts in step)."""
     rng = np.random.default_rng([seed, 0xC0DE])
@@ -223,8 +223,8 @@ def _init_codebook(lam: LatentActionModel, samples, camera: str, seed: int, devi
     batch = BatchCollator(None, camera)([samples[int(i)] for i in items])
     was_training = lam.training
     lam.eval()
-    z = torch.cat([lam.encode(lam.preprocess(batch["image"][k:k + 64]).to(device),
-                              lam.preprocess(batch["future_image"][k:k + 64]).to(device))
+    z = torch.cat([lam.encode(lam.preprocess(batch["image"][k:k + 64]),
+                              lam.preprocess(batch["future_image"][k:k + 64]))
                    for k in range(0, len(items), 64)])
     lam.train(was_training)
     lam.quantizer.init_from_data(z, torch.Generator().manual_seed(seed))
@@ -317,12 +317,10 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     camera = m.config.cameras[0]
     dataset = LaraSampleDataset(s.dataset, horizon=m.config.horizon, lam_offset=s.lam_offset,
                                 camera=camera, frame_cache_bytes=None)
-    samples: torch.utils.data.Dataset = dataset
-    if s.video:
-        videos = [LaraSampleDataset(v, horizon=m.config.horizon, lam_offset=s.lam_offset, camera=camera,
-                                    frame_cache_bytes=None) for v in s.video]
-        samples = torch.utils.data.ConcatDataset([dataset, *videos])
-    frames = {"dataset": len(dataset), "video": sum(len(v) for v in videos) if s.video else 0}
+    videos = [LaraSampleDataset(v, horizon=m.config.horizon, lam_offset=s.lam_offset, camera=camera,
+                                frame_cache_bytes=None) for v in s.video]
+    samples = torch.utils.data.ConcatDataset([dataset, *videos]) if videos else dataset
+    frames = {"dataset": len(dataset), "video": sum(len(v) for v in videos)}
     if ctx.is_main and m.lam is not None:
         print(f"lara-train: the LAM sees {len(samples):,} frames ({frames['dataset']:,} of {s.dataset}"
               + (f", {frames['video']:,} of action-free video" if s.video else "") + ")", flush=True)
@@ -359,7 +357,7 @@ def _train(s: TrainSettings, ctx: distributed.DistContext) -> Path:
     if m.lam is not None and not s.freeze_lam:
         m.lam.quantizer.restart_every = s.codebook_restart
     if m.lam_fresh and start == 0:
-        _init_codebook(m.lam, samples, camera, s.seed, ctx.device)
+        _init_codebook(m.lam, samples, camera, s.seed)  # preprocess puts frames on the LAM's device
 
     model: nn.Module = objective
     if ctx.distributed:

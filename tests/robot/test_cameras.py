@@ -1,7 +1,6 @@
 """Cameras: the simulated head camera over DDS, replay of a LeRobot dataset, config errors."""
 from __future__ import annotations
 
-import random
 import sys
 import time
 
@@ -11,10 +10,11 @@ import pytest
 from lara_g1.robot.cameras import CameraError, Frame, ReplayCamera, SimCamera, make_camera
 from lara_g1.robot.cameras.realsense import RealSenseCamera
 from lara_g1.robot.sim.process import SimProcess, SimProcessError
+from tests.helpers.dds import fresh_domain
 
 
 def test_sim_camera_delivers_frames_of_the_configured_size():
-    domain = random.randint(100, 230)
+    domain = fresh_domain()
     sim = SimProcess("pour", domain, render_size=(96, 128), camera_fps=10.0)
     try:
         sim.start()
@@ -36,7 +36,7 @@ def test_sim_camera_delivers_frames_of_the_configured_size():
 
 
 def test_sim_camera_times_out_clearly_without_a_sim():
-    cam = SimCamera(random.randint(100, 230))
+    cam = SimCamera(fresh_domain())
     cam.connect()
     with pytest.raises(CameraError, match="no frame from lara-sim"):
         cam.read(timeout_s=0.2)

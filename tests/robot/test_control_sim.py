@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -35,9 +34,10 @@ from lara_g1.robot.interface import RobotState
 from lara_g1.robot.safety import StopReason
 from lara_g1.robot.sim.process import SimProcess
 from tests.helpers.control import EMB, PATIENT, client_infer, fast_config, run_in_thread, wait_for, wait_running
+from tests.helpers.dds import fresh_domain
 from tests.helpers.serve import free_port, lara_serve
 
-DOMAIN = random.randint(100, 230)
+DOMAIN = fresh_domain()
 SIM_CFG = G1Config.load("sim").replace(domain_id=DOMAIN)
 
 
@@ -221,7 +221,7 @@ def test_lara_robot_run_sim_cli(serve, sim, tmp_path):
 
 def test_ctrl_c_during_start_up_aborts_and_stops_the_sim(serve):
     _, address = serve
-    domain = DOMAIN + 1 if DOMAIN < 230 else 100
+    domain = fresh_domain()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lara_g1.robot.cli", "run", "--task", "pour", "--sim", "--domain", str(domain),
          "--server", address, "--dashboard", "off"],

@@ -1,7 +1,6 @@
 """G1Robot against the simulated G1 over real DDS on loopback (lara-sim as a subprocess)."""
 from __future__ import annotations
 
-import random
 import time
 
 import numpy as np
@@ -14,8 +13,9 @@ from lara_g1.robot.dds.messages import LowCmd_
 from lara_g1.robot.g1 import G1Config, G1ConfigError, G1Robot
 from lara_g1.robot.sim.control import SimControl, SimControlError
 from lara_g1.robot.sim.process import SimProcess
+from tests.helpers.dds import fresh_domain
 
-DOMAIN = random.randint(100, 230)
+DOMAIN = fresh_domain()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_sim_control_reset_and_status(control):
 
 
 def test_stale_state_shows_in_the_stamp_after_the_sim_stops():
-    domain = random.randint(100, 230)
+    domain = fresh_domain()
     with SimProcess("pick_place", domain, render_size=None) as proc:
         r = G1Robot(G1Config.load("sim").replace(domain_id=domain))
         r.connect()

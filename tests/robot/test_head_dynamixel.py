@@ -42,10 +42,11 @@ from lara_g1.robot.head_mount.controller import HeadController, HeadMountError, 
 from lara_g1.robot.safety import SafetyConfig, StopReason
 from tests.fakes import dynamixel as dxl
 from tests.fakes.dynamixel import FakeDynamixelBus
+from tests.helpers.dds import fresh_domain
 
 pytest.importorskip("dynamixel_sdk", reason="the head extra (dynamixel-sdk) is not installed")
 
-DOMAIN = random.randint(100, 230)
+DOMAIN = fresh_domain()
 RATE = 50.0
 TICKS_PER_RAD = 4096 / (2 * math.pi)
 

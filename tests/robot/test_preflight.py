@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -28,10 +27,9 @@ from lara_g1.robot.g1 import G1Config
 from lara_g1.robot.hands import FTP_ANGLE_ACT
 from lara_g1.robot.sim.process import SimProcess
 from tests.fakes.camera import StaticCamera
+from tests.helpers.dds import fresh_domain
 
-# Clear of the 100..230 that other test modules draw from in this process: CycloneDDS refuses to
-# create a configured Domain (an interface) for an id that the process already opened otherwise.
-DOMAINS = random.sample(range(60, 100), 5)
+DOMAINS = [fresh_domain() for _ in range(5)]
 DOMAIN, HEALTHY_DOMAIN, NO_HANDS_DOMAIN, SMALL_CAMERA_DOMAIN, WRONG_DOMAIN = DOMAINS
 EMB = load_embodiment("g1")
 ALL_CHECKS = ["server", "dds.interfaces", "dds.lowstate", "dds.mode_machine", "command.arm_sdk", "command.lowcmd",

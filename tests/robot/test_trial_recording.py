@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -37,10 +36,11 @@ from lara_g1.robot.recording import POLICY_ACTION_KEY, episode_series, read_tria
 from lara_g1.robot.sim.process import SimProcess
 from tests.helpers.browser import HeadlessChromium
 from tests.helpers.control import PATIENT, fast_config
+from tests.helpers.dds import fresh_domain
 from tests.helpers.serve import free_port
 
 EMB = load_embodiment("g1")
-DOMAIN = random.randint(100, 230)
+DOMAIN = fresh_domain()
 TASK = "pour"
 INSTRUCTION = load_tasks()[TASK].instruction
 SEED = 7

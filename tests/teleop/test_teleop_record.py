@@ -3,7 +3,6 @@ reads; replay of an episode through the safety filter; the validator command."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from lara_g1.lara.data.lerobot import LeRobotDataset
 from lara_g1.lara.data.samples import LaraSampleDataset
 from lara_g1.lara.data.validate import validate_dataset
 from lara_g1.robot.evaluation import load_tasks
+from tests.helpers.dds import fresh_domain
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def control_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, control_config):
     out = tmp_path_factory.mktemp("teleop") / "pour"
-    domain = random.randint(100, 230)
+    domain = fresh_domain()
     proc = _teleop("record", "--task", "pour", "--episodes", "3", "--episode-time", "3",
                    "--reset-time", "0.5", "--source", "synthetic", "--robot", "sim",
                    "--domain", str(domain), "--out", str(out), "--control-config", control_config)
@@ -78,7 +78,7 @@ def test_record_synthetic_sim_gives_a_valid_dataset_training_reads(recorded):
 def test_replay_plays_an_episode_through_the_safety_filter(recorded, control_config):
     out, _ = recorded
     proc = _teleop("replay", str(out), "--episode", "1", "--robot", "sim",
-                   "--domain", str(random.randint(100, 230)), "--control-config", control_config)
+                   "--domain", str(fresh_domain()), "--control-config", control_config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "replayed" in proc.stdout
     bad = _teleop("replay", str(out), "--episode", "7", "--robot", "sim")
@@ -117,7 +117,7 @@ def test_sigint_stops_a_recording_started_with_sigint_ignored(tmp_path, control_
     proc = subprocess.Popen(
         [sys.executable, "-m", "lara_g1.teleop.cli", "record", "--task", "pick_place", "--episodes", "50",
          "--episode-time", "2", "--reset-time", "0.5", "--source", "synthetic", "--robot", "sim",
-         "--domain", str(random.randint(100, 230)), "--out", str(out), "--control-config", control_config],
+         "--domain", str(fresh_domain()), "--out", str(out), "--control-config", control_config],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from lara_g1.lara.data.samples import LaraSampleDataset
 from lara_g1.lara.lam import LamConfig, LatentActionModel
-from lara_g1.lara.train.latent_report import _future_state, format_report, latent_report
+from lara_g1.lara.train.latent_report import format_report, joint_motion, latent_report
 
 MODES = ("vq", "continuous", "oracle")
 
@@ -40,12 +40,13 @@ def load_pairs(roots: list[Path], per_source: int, offset: int, seed: int) -> di
             row = ds[int(i)]
             out["t"].append(row["image"])
             out["tk"].append(row["future_image"])
-            out["motion"].append(_future_state(ds, int(i)) - np.asarray(row["state"], np.float64))
+            out["motion"].append(joint_motion(ds, int(i)))
     return {k: np.stack(v) for k, v in out.items()}
 
 
 def decode(lam: LatentActionModel, mode: str, oracle: torch.nn.Module, x_t, x_tk, motion):
-    """(reconstruction loss for the optimiser, reconstruction, z or None)."""
+    """(the mode's training loss, the reconstruction, z or None). ``vq``'s loss is the LAM's own
+    (reconstruction + codebook + commitment); the other two have no quantiser and train on reconstruction."""
     if mode == "vq":
         out = lam(x_t, x_tk)
         return out.loss, out.reconstruction, out.z

@@ -61,11 +61,12 @@ class LatentSamples:
     codebook_size: int
 
 
-def _future_state(dataset, item: int) -> np.ndarray:
-    """observation.state at frame min(t + lam_offset, T - 1) of item ``item``'s episode."""
+def joint_motion(dataset, item: int) -> np.ndarray:
+    """The probes' target for item ``item``: state[min(t + lam_offset, T - 1)] - state[t] of its episode."""
     pos, t = dataset.locate(item)
-    last = int(dataset._lengths[pos]) - 1
-    return np.asarray(dataset._states[pos][min(t + dataset.lam_offset, last)], dtype=np.float64)
+    states = dataset._states[pos]
+    future = states[min(t + dataset.lam_offset, int(dataset._lengths[pos]) - 1)]
+    return np.asarray(future, dtype=np.float64) - np.asarray(states[t], dtype=np.float64)
 
 
 def choose_items(n_items: int, samples: int, seed: int) -> np.ndarray:
@@ -97,7 +98,7 @@ def collect(lam, dataset, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> Late
                                 .flatten(1).mean(1).cpu().numpy())
             out["copy"].append(F.mse_loss(frame_t, frame_tk, reduction="none").flatten(1).mean(1).cpu().numpy())
             for item, row in zip(items[start:start + BATCH], rows):
-                out["motion"].append(_future_state(dataset, int(item)) - np.asarray(row["state"], np.float64))
+                out["motion"].append(joint_motion(dataset, int(item)))
                 out["episode"].append(int(row["episode_index"]))
     finally:
         lam.train(was_training)
